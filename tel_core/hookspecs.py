@@ -1,0 +1,120 @@
+"""The hooks a tel plugin implements: one per kind of component.
+
+Each hook hands the plugin a ``register`` callback::
+
+    @tel_core.hookimpl
+    def register_positional(register):
+        register("rope", RoPE, options=RoPEOptions)
+
+``register(name, factory, options=None)`` adds one component. ``options`` is an attrs
+class: tel structures the component's TOML table (minus ``name``) into it, rejecting
+unknown keys, and passes the instance to the factory as its first argument. A callback
+(rather than a return value) lets one plugin register many components and lets these
+hooks grow new keyword arguments without breaking existing plugins.
+
+The docstring of each hook states the factory's contract; ``tel_core.testing`` checks it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("tel")
+
+
+class Register(Protocol):
+    def __call__(self, name: str, factory: Any, options: type | None = None) -> None: ...
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register datasets: sources of text documents.
+
+    ``factory(options, ctx: tel_core.interfaces.DataContext) -> tel_core.interfaces.Dataset``.
+    A dataset yields documents (str) for the splits ``"train"`` and ``"val"``; the split
+    must be deterministic (same documents in the same order on every call).
+    """
+
+
+@hookspec
+def register_tokenizers(register: Register) -> None:
+    """Register tokenizers: text to integer ids and back.
+
+    ``factory(options) -> tel_core.interfaces.Tokenizer``. ``decode(encode(text))`` must
+    give ``text`` back for any text the tokenizer was fitted on, and every id must be below
+    ``vocab_size``.
+    """
+
+
+@hookspec
+def register_attention(register: Register) -> None:
+    """Register causal self-attention variants.
+
+    ``factory(options, ctx: tel_core.interfaces.ModelContext) -> torch.nn.Module`` whose
+    ``forward(x, positional)`` maps ``x`` of shape (B, T, d_model) to the same shape.
+    ``positional`` is the model's ``tel_core.nn.Positional``: call its ``rotate`` on q and
+    k and add its ``score_bias`` to the attention scores. Output at position t must not
+    depend on any input after t.
+    """
+
+
+@hookspec
+def register_positional(register: Register) -> None:
+    """Register positional encodings.
+
+    ``factory(options, ctx: tel_core.interfaces.ModelContext) -> tel_core.nn.Positional``.
+    A positional encoding acts in up to three places: ``embed`` (added to token
+    embeddings), ``rotate`` (applied to q and k) and ``score_bias`` (added to scores).
+    """
+
+
+@hookspec
+def register_norms(register: Register) -> None:
+    """Register normalisation layers.
+
+    ``factory(options, dim: int) -> torch.nn.Module`` normalising the last dimension of
+    its input, of size ``dim``, and returning the same shape.
+    """
+
+
+@hookspec
+def register_ffn(register: Register) -> None:
+    """Register position-wise feed-forward blocks.
+
+    ``factory(options, ctx: tel_core.interfaces.ModelContext) -> torch.nn.Module`` mapping
+    (B, T, d_model) to (B, T, d_model) independently at each position.
+    """
+
+
+@hookspec
+def register_optimizers(register: Register) -> None:
+    """Register optimizers.
+
+    ``factory(options, params: tel_core.interfaces.ParameterGroups, lr: float)
+    -> torch.optim.Optimizer``. ``params`` sorts the model's parameters into weight
+    matrices, embeddings and vectors (biases, norm gains) so that an optimizer can decide
+    what to decay. The loop overwrites each param group's ``"lr"`` every step from the
+    schedule.
+    """
+
+
+@hookspec
+def register_schedules(register: Register) -> None:
+    """Register learning-rate schedules.
+
+    ``factory(options, ctx: tel_core.interfaces.ScheduleContext) -> Callable[[int], float]``
+    giving the learning rate for a 0-based optimizer step in ``[0, ctx.max_steps)``.
+    """
+
+
+@hookspec
+def register_loggers(register: Register) -> None:
+    """Register loggers: where metrics and text go while a run trains.
+
+    ``factory(options, ctx: tel_core.interfaces.LoggerContext) -> tel_core.interfaces.Logger``.
+    ``log(step, metrics)`` receives a flat mapping of metric name to int or float;
+    ``close()`` flushes everything. The run directory's ``metrics.jsonl`` is written by
+    the core whatever loggers are chosen.
+    """

@@ -1,0 +1,62 @@
+"""Shared fixtures: an isolated token cache, a fresh registry, and tiny experiments."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tel_core.registry import Registry
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS = ROOT / "experiments"
+SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+
+#: A model small enough to train a few steps in well under a second.
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "seed": 7,
+    "data": {"dataset": {"name": "text", "paths": []}, "tokenizer": "char", "block_size": 16},
+    "model": {"d_model": 32, "n_layers": 2, "n_heads": 4},
+    "optimizer": {"name": "adamw", "lr": 3e-3},
+    "schedule": {"name": "cosine", "warmup_steps": 2, "min_lr": 3e-4},
+    "train": {"batch_size": 4, "max_steps": 6, "eval_every": 3, "eval_batches": 2},
+    "sample": {"max_new_tokens": 8},
+    "loggers": [],
+}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _token_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the tests' token caches out of the user's ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TEL_CACHE_DIR", str(tmp_path_factory.mktemp("tel-cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture
+def registry() -> Registry:
+    """A registry of every installed plugin, private to one test."""
+    registry = Registry()
+    registry.load_entry_points()
+    return registry
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A small text file: enough for a tiny model's windows in both splits."""
+    path = tmp_path / "corpus.txt"
+    line = "the quick brown fox jumps over the lazy dog. "
+    path.write_text("".join(f"{i}: {line}\n" for i in range(200)))
+    return path
+
+
+@pytest.fixture
+def tiny(corpus: Path) -> dict[str, Any]:
+    """The TINY experiment as a fresh dict, reading ``corpus``."""
+    config = copy.deepcopy(TINY)
+    config["data"]["dataset"]["paths"] = [str(corpus)]
+    return config
