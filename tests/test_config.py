@@ -1,0 +1,207 @@
+"""Experiment files: structure, unknown keys, types, extends, --set, resolved config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tel_core.config_loader import (
+    dump_toml,
+    experiment_from_dict,
+    load_experiment,
+    merge,
+    to_dict,
+)
+from tel_core.errors import ConfigError
+
+from .conftest import EXPERIMENTS
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_a_minimal_file_gets_every_default(tmp_path, registry):
+    exp = load_experiment(write(tmp_path / "x.toml", 'name = "x"\n'), registry=registry)
+    assert exp.model.attention.name == "causal"
+    assert exp.model.positional.name == "learned"
+    assert exp.data.dataset.name == "stdlib"
+    assert [sel.name for sel in exp.loggers] == ["console"]
+    assert exp.optimizer.options.lr == 1e-3
+
+
+def test_rope_and_sinusoidal_differ_only_in_the_positional_encoding(registry):
+    rope = to_dict(load_experiment(EXPERIMENTS / "rope.toml", registry=registry))
+    sinusoidal = to_dict(load_experiment(EXPERIMENTS / "sinusoidal.toml", registry=registry))
+    assert rope["model"].pop("positional")["name"] == "rope"
+    assert sinusoidal["model"].pop("positional")["name"] == "sinusoidal"
+    rope.pop("name"), sinusoidal.pop("name")
+    assert rope == sinusoidal
+
+
+def test_unknown_core_key_names_file_table_key_and_valid_keys(tmp_path, registry):
+    path = write(tmp_path / "x.toml", 'name = "x"\n[model]\nn_layer = 2\n')
+    with pytest.raises(ConfigError) as excinfo:
+        load_experiment(path, registry=registry)
+    message = str(excinfo.value)
+    assert message.startswith(f"{path} [model] n_layer: unknown key; did you mean 'n_layers'?")
+    assert "valid keys: attention, bias, d_model, dropout" in message
+
+
+def test_unknown_plugin_option_names_the_plugin_and_its_options(tmp_path, registry):
+    path = write(
+        tmp_path / "x.toml", 'name = "x"\n[model.positional]\nname = "rope"\nthetta = 1.0\n'
+    )
+    with pytest.raises(ConfigError) as excinfo:
+        load_experiment(path, registry=registry)
+    assert str(excinfo.value) == (
+        f"{path} [model.positional] thetta: unknown key for positional 'rope'; "
+        "did you mean 'theta'? valid keys: fraction, theta, name"
+    )
+
+
+def test_unknown_plugin_name_suggests(tmp_path, registry):
+    path = write(tmp_path / "x.toml", 'name = "x"\n[model.attention]\nname = "casual"\n')
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown attention 'casual' in .*x.toml "
+        r"\[model.attention\]; did you mean 'causal'\? available: causal",
+    ):
+        load_experiment(path, registry=registry)
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[train]\nmax_steps = 'many'", "[train] max_steps: expected int, got 'many'"),
+        ("[train]\nmax_steps = 2.5", "[train] max_steps: expected int, got 2.5"),
+        ("[model]\nbias = 'no'", "[model] bias: expected bool, got 'no'"),
+        ("[model]\nnorm_placement = 'middle'", "expected one of 'pre', 'post', got 'middle'"),
+        ("[train]\nmax_steps = 0", "[train]: 'max_steps' must be > 0: 0"),
+        ("[model]\nd_model = 100\nn_heads = 3", "n_heads (3) must divide d_model (100)"),
+        ("[train]\nbatch_size = 6\nmicro_batch_size = 4", "micro_batch_size (4) must divide"),
+        ("[optimizer]\nname = 'adamw'\nbetas = [0.9]", "[optimizer] betas:"),
+        ("[model]\nattention = 3", '[model.attention]: expected name = "<attention>"'),
+    ],
+)
+def test_bad_values_are_named(tmp_path, registry, toml, expected):
+    path = write(tmp_path / "x.toml", f'name = "x"\n{toml}\n')
+    with pytest.raises(ConfigError) as excinfo:
+        load_experiment(path, registry=registry)
+    assert expected in str(excinfo.value)
+    assert str(path) in str(excinfo.value)
+
+
+def test_invalid_toml_names_file_and_line(tmp_path, registry):
+    path = write(tmp_path / "x.toml", 'name = "x"\n[model\n')
+    with pytest.raises(ConfigError, match=r"x.toml: invalid TOML: .*line 2"):
+        load_experiment(path, registry=registry)
+
+
+def test_missing_file(tmp_path, registry):
+    with pytest.raises(ConfigError, match=r"nope\.toml: no such experiment file"):
+        load_experiment(tmp_path / "nope.toml", registry=registry)
+
+
+def test_extends_is_relative_to_the_file_and_deep_merged(tmp_path, registry):
+    (tmp_path / "base").mkdir()
+    write(
+        tmp_path / "base" / "base.toml",
+        'name = "base"\n[model]\nd_model = 64\nn_layers = 3\n[train]\nmax_steps = 10\n',
+    )
+    child = write(
+        tmp_path / "child.toml",
+        'extends = "base/base.toml"\nname = "child"\n[model]\nn_layers = 5\n',
+    )
+    exp = load_experiment(child, registry=registry)
+    assert (exp.name, exp.model.d_model, exp.model.n_layers, exp.train.max_steps) == (
+        "child",
+        64,
+        5,
+        10,
+    )
+
+
+def test_error_names_the_file_that_set_the_key(tmp_path, registry):
+    base = write(tmp_path / "base.toml", 'name = "base"\n[model]\nn_layer = 3\n')
+    child = write(tmp_path / "child.toml", 'extends = "base.toml"\nname = "child"\n')
+    with pytest.raises(ConfigError, match=rf"^{base} \[model\] n_layer: unknown key"):
+        load_experiment(child, registry=registry)
+
+
+def test_changing_a_components_name_drops_the_old_ones_options(tmp_path, registry):
+    write(tmp_path / "base.toml", 'name = "b"\n[model.positional]\nname = "rope"\ntheta = 500.0\n')
+    child = write(
+        tmp_path / "child.toml",
+        'extends = "base.toml"\nname = "c"\n[model.positional]\nname = "sinusoidal"\n',
+    )
+    exp = load_experiment(child, registry=registry)
+    assert exp.model.positional.name == "sinusoidal"
+    # ... but keeping the name keeps (and merges) the options
+    exp = load_experiment(child, ["model.positional.name=rope"], registry=registry)
+    assert exp.model.positional.options.theta == 10000.0
+
+
+def test_extends_cycle_and_missing_parent(tmp_path, registry):
+    write(tmp_path / "a.toml", 'extends = "b.toml"\nname = "a"\n')
+    write(tmp_path / "b.toml", 'extends = "a.toml"\nname = "b"\n')
+    with pytest.raises(ConfigError, match="extends forms a cycle"):
+        load_experiment(tmp_path / "a.toml", registry=registry)
+    write(tmp_path / "c.toml", 'extends = "gone.toml"\nname = "c"\n')
+    with pytest.raises(ConfigError, match=r"extends = 'gone.toml', but .*gone.toml does not exist"):
+        load_experiment(tmp_path / "c.toml", registry=registry)
+
+
+def test_set_overrides_parse_toml_values_else_strings(tmp_path, registry):
+    path = write(tmp_path / "x.toml", 'name = "x"\n')
+    exp = load_experiment(
+        path,
+        [
+            "train.max_steps=200",
+            "model.positional.name=rope",
+            "model.positional.theta=500",
+            "sample.prompt=hello world",
+            "optimizer.betas=[0.8, 0.9]",
+            "model.bias=false",
+        ],
+        registry=registry,
+    )
+    assert exp.train.max_steps == 200
+    assert exp.model.positional.name == "rope"
+    assert exp.model.positional.options.theta == 500.0
+    assert exp.sample.prompt == "hello world"
+    assert exp.optimizer.options.betas == (0.8, 0.9)
+    assert exp.model.bias is False
+
+
+def test_set_errors_name_the_override(tmp_path, registry):
+    path = write(tmp_path / "x.toml", 'name = "x"\n')
+    with pytest.raises(
+        ConfigError, match=r"^--set train.max_step=3 \[train\] max_step: unknown key"
+    ):
+        load_experiment(path, ["train.max_step=3"], registry=registry)
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_experiment(path, ["train.max_steps"], registry=registry)
+
+
+def test_resolved_config_runs_again_as_is(tmp_path, registry):
+    exp = load_experiment(EXPERIMENTS / "shakespeare_char.toml", registry=registry)
+    again = load_experiment(write(tmp_path / "resolved.toml", dump_toml(exp)), registry=registry)
+    assert again == exp
+
+
+def test_every_experiment_file_loads(registry):
+    for path in sorted(EXPERIMENTS.glob("*.toml")):
+        load_experiment(path, registry=registry)
+
+
+def test_merge_shorthand_then_options():
+    merged = merge({"positional": "rope"}, {"positional": {"theta": 5.0}})
+    assert merged == {"positional": {"name": "rope", "theta": 5.0}}
+
+
+def test_experiment_from_dict(registry, tiny):
+    exp = experiment_from_dict(tiny, registry)
+    assert exp.model.d_model == 32
