@@ -1,0 +1,40 @@
+"""The transformer's position-wise MLP: expand, activate, project back."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+import torch
+from torch import nn
+
+from tel_core import hookimpl
+from tel_core.interfaces import ModelContext
+from tel_core.nn import mark_residual_projection
+
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
+
+
+@attrs.frozen
+class MLPOptions:
+    expansion: int = attrs.field(default=4, validator=attrs.validators.gt(0))  # hidden / d_model
+    activation: Literal["gelu", "relu", "silu"] = "gelu"
+
+
+class MLP(nn.Module):
+    """d_model -> expansion * d_model -> activation -> d_model."""
+
+    def __init__(self, options: MLPOptions, ctx: ModelContext) -> None:
+        super().__init__()
+        hidden = options.expansion * ctx.d_model
+        self.up = nn.Linear(ctx.d_model, hidden, bias=ctx.bias)
+        self.act = ACTIVATIONS[options.activation]()
+        self.down = mark_residual_projection(nn.Linear(hidden, ctx.d_model, bias=ctx.bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act(self.up(x)))
+
+
+@hookimpl
+def register_ffn(register):
+    register("mlp", MLP, options=MLPOptions)

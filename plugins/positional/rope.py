@@ -1,0 +1,59 @@
+"""Rotary position embeddings (Su et al., 2021): rotate q and k by position-dependent angles.
+
+The dot product of a rotated query at position m and a rotated key at position n depends
+only on m - n, so attention sees relative positions; nothing is added to the embeddings.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+
+from tel_core import hookimpl
+from tel_core.errors import ConfigError
+from tel_core.interfaces import ModelContext
+from tel_core.nn import Positional
+
+
+@attrs.frozen
+class RoPEOptions:
+    #: Base of the rotation frequencies: head-dim pair i turns by theta^(-i/half) per token.
+    theta: float = attrs.field(default=10000.0, validator=attrs.validators.gt(0))
+    #: The share of each head's dimensions that is rotated (the rest pass through).
+    fraction: float = attrs.field(
+        default=1.0, validator=[attrs.validators.gt(0), attrs.validators.le(1)]
+    )
+
+
+class RoPE(Positional):
+    """Rotates the first ``fraction`` of each head's dimensions, in pairs (GPT-NeoX layout)."""
+
+    def __init__(self, options: RoPEOptions, ctx: ModelContext) -> None:
+        super().__init__()
+        self.rotary_dim = int(ctx.head_dim * options.fraction)
+        if self.rotary_dim < 2 or self.rotary_dim % 2:
+            raise ConfigError(
+                f"rope rotates {self.rotary_dim} of {ctx.head_dim} head dims "
+                f"(d_model / n_heads * fraction); it needs an even number >= 2"
+            )
+        half = self.rotary_dim // 2
+        inv_freq = options.theta ** (-torch.arange(half, dtype=torch.float32) / half)
+        angles = torch.outer(torch.arange(ctx.block_size, dtype=torch.float32), inv_freq)
+        self.register_buffer("cos", angles.cos(), persistent=False)  # (block_size, half)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._rotate(q), self._rotate(k)
+
+    def _rotate(self, x: torch.Tensor) -> torch.Tensor:
+        T = x.size(-2)
+        rot, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim :]
+        x1, x2 = rot.chunk(2, dim=-1)  # (B, nh, T, half) each
+        cos, sin = self.cos[:T].to(x.dtype), self.sin[:T].to(x.dtype)
+        rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+        return torch.cat((rotated, rest), dim=-1)
+
+
+@hookimpl
+def register_positional(register):
+    register("rope", RoPE, options=RoPEOptions)

@@ -1,0 +1,162 @@
+"""The decoder-only language model, assembled from the experiment's plugins.
+
+The skeleton is fixed: token embedding, positional encoding, ``n_layers`` blocks
+(attention and feed-forward, each a residual branch), a final norm and the LM head.
+What fills it (attention, positional encoding, norm, feed-forward) is chosen by name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import attrs
+import torch
+from torch import nn
+
+from tel_core.config import ModelConfig
+from tel_core.interfaces import ModelContext, ParameterGroups
+from tel_core.nn import Positional, is_residual_projection
+from tel_core.registry import Registry
+
+
+@attrs.frozen
+class ModelParts:
+    """Constructors for the parts of a model, already bound to their options."""
+
+    attention: Callable[[], nn.Module]
+    positional: Callable[[], Positional]
+    norm: Callable[[int], nn.Module]
+    ffn: Callable[[], nn.Module]
+
+
+def model_parts(cfg: ModelConfig, block_size: int, registry: Registry) -> ModelParts:
+    def norm(dim: int) -> nn.Module:
+        return registry.build("norm", cfg.norm, dim)
+
+    ctx = ModelContext(
+        d_model=cfg.d_model,
+        n_heads=cfg.n_heads,
+        n_layers=cfg.n_layers,
+        block_size=block_size,
+        dropout=cfg.dropout,
+        bias=cfg.bias,
+        make_norm=norm,
+    )
+    return ModelParts(
+        attention=lambda: registry.build("attention", cfg.attention, ctx),
+        positional=lambda: registry.build("positional", cfg.positional, ctx),
+        norm=norm,
+        ffn=lambda: registry.build("ffn", cfg.ffn, ctx),
+    )
+
+
+class Block(nn.Module):
+    """One transformer layer: an attention branch and a feed-forward branch.
+
+    pre-LN:  x = x + attn(norm(x));  x = x + ffn(norm(x))
+    post-LN: x = norm(x + attn(x));  x = norm(x + ffn(x))   (the original transformer)
+    """
+
+    def __init__(self, cfg: ModelConfig, parts: ModelParts) -> None:
+        super().__init__()
+        self.placement = cfg.norm_placement
+        self.norm_attn = parts.norm(cfg.d_model)
+        self.attn = parts.attention()
+        self.norm_ffn = parts.norm(cfg.d_model)
+        self.ffn = parts.ffn()
+        self.dropout = nn.Dropout(cfg.dropout)  # on each branch, before the residual add
+
+    def forward(self, x: torch.Tensor, positional: Positional) -> torch.Tensor:
+        if self.placement == "pre":
+            x = x + self.dropout(self.attn(self.norm_attn(x), positional))
+            x = x + self.dropout(self.ffn(self.norm_ffn(x)))
+        else:
+            x = self.norm_attn(x + self.dropout(self.attn(x, positional)))
+            x = self.norm_ffn(x + self.dropout(self.ffn(x)))
+        return x
+
+
+class LanguageModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, parts: ModelParts, vocab_size: int, block_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.vocab_size = vocab_size
+        self.block_size = block_size
+        self.token_embedding = nn.Embedding(vocab_size, cfg.d_model)
+        self.positional = parts.positional()
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, parts) for _ in range(cfg.n_layers))
+        # Post-LN blocks already end in a norm; a second one in a row would add nothing.
+        self.final_norm = parts.norm(cfg.d_model) if cfg.norm_placement == "pre" else nn.Identity()
+        self.lm_head = nn.Linear(cfg.d_model, vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.token_embedding.weight
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """GPT-2 initialisation; a part with an ``init_weights`` method then sets its own."""
+        std = 0.02
+        residual_std = std / math.sqrt(2 * self.cfg.n_layers)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(
+                    module.weight, 0.0, residual_std if is_residual_projection(module) else std
+                )
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, 0.0, std)
+        for module in self.modules():
+            if module is not self and callable(getattr(module, "init_weights", None)):
+                module.init_weights()
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx: token ids (B, T) -> logits (B, T, vocab_size)."""
+        x = self.positional.embed(self.token_embedding(idx))  # (B, T, C)
+        x = self.dropout(x)
+        for block in self.blocks:
+            x = block(x, self.positional)
+        return self.lm_head(self.final_norm(x))
+
+    def num_parameters(self) -> int:
+        """Trainable parameters, a tied embedding counted once."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def flops_per_token(self) -> int:
+        """Training FLOPs per token: 6 per weight, plus attention over a full block.
+
+        The PaLM estimate (appendix B): 6N for the matrix multiplies of the forward and
+        backward passes, and 12 * n_layers * d_model * T for attention scores and values.
+        Embedding lookups are free, but the LM head is a real matrix multiply.
+        """
+        groups = parameter_groups(self)
+        n = sum(p.numel() for p in groups.matrices)
+        if self.cfg.tie_embeddings:
+            n += self.lm_head.weight.numel()
+        attention = 12 * self.cfg.n_layers * self.cfg.d_model * self.block_size
+        return 6 * n + attention
+
+
+def build_model(
+    cfg: ModelConfig, vocab_size: int, block_size: int, registry: Registry
+) -> LanguageModel:
+    return LanguageModel(cfg, model_parts(cfg, block_size, registry), vocab_size, block_size)
+
+
+def parameter_groups(model: nn.Module) -> ParameterGroups:
+    """Sort trainable parameters into matrices, embeddings and vectors (each once)."""
+    embedding_ids = {
+        id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()
+    }
+    matrices, embeddings, vectors = [], [], []
+    for p in model.parameters():  # parameters() yields a shared (tied) tensor once
+        if not p.requires_grad:
+            continue
+        if id(p) in embedding_ids:
+            embeddings.append(p)
+        elif p.dim() >= 2:
+            matrices.append(p)
+        else:
+            vectors.append(p)
+    return ParameterGroups(matrices=matrices, embeddings=embeddings, vectors=vectors)

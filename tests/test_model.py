@@ -1,0 +1,77 @@
+"""The model skeleton: causality, parameter count, initialisation, parameter groups."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tel_core.config_loader import experiment_from_dict
+from tel_core.model import build_model, parameter_groups
+
+VOCAB, BLOCK = 50, 16
+
+
+def tiny_model(registry, tiny, **model):
+    tiny["model"].update(model)
+    exp = experiment_from_dict(tiny, registry)
+    torch.manual_seed(0)
+    return build_model(exp.model, VOCAB, BLOCK, registry)
+
+
+@pytest.mark.parametrize("positional", ["learned", "sinusoidal", "rope"])
+@pytest.mark.parametrize("placement", ["pre", "post"])
+def test_changing_token_t_never_changes_logits_before_t(registry, tiny, positional, placement):
+    model = tiny_model(registry, tiny, positional=positional, norm_placement=placement).eval()
+    idx = torch.randint(VOCAB, (2, BLOCK))
+    base = model(idx)
+    for t in (0, 5, BLOCK - 1):
+        changed = idx.clone()
+        changed[:, t] = (changed[:, t] + 1) % VOCAB
+        out = model(changed)
+        assert torch.equal(out[:, :t], base[:, :t]), f"position < {t} saw the future"
+        assert not torch.allclose(out[:, t:], base[:, t:]), "the change had no effect at all"
+
+
+def test_parameter_count_matches_the_architecture(registry, tiny):
+    d, layers = 32, 2
+    model = tiny_model(registry, tiny, bias=False, norm={"name": "layernorm", "bias": False})
+    per_layer = 2 * d + 4 * d * d + 8 * d * d  # two norm gains, q k v o, MLP up and down
+    expected = VOCAB * d + BLOCK * d + layers * per_layer + d  # tied head; final norm gain
+    assert model.num_parameters() == expected
+
+
+def test_untied_head_and_biases_add_their_parameters(registry, tiny):
+    tied = tiny_model(registry, tiny).num_parameters()
+    untied = tiny_model(registry, tiny, tie_embeddings=False).num_parameters()
+    assert untied - tied == VOCAB * 32
+
+
+def test_tied_head_shares_the_embedding_tensor(registry, tiny):
+    model = tiny_model(registry, tiny)
+    assert model.lm_head.weight is model.token_embedding.weight
+
+
+def test_residual_projections_start_smaller(registry, tiny):
+    model = tiny_model(registry, tiny, d_model=128, n_layers=8)
+    out = model.blocks[0].attn.out.weight.std().item()
+    qkv = model.blocks[0].attn.qkv.weight.std().item()
+    assert qkv == pytest.approx(0.02, rel=0.05)
+    assert out == pytest.approx(0.02 / math.sqrt(2 * 8), rel=0.05)
+
+
+def test_parameter_groups_hold_every_parameter_once(registry, tiny):
+    model = tiny_model(registry, tiny)
+    groups = parameter_groups(model)
+    ids = [id(p) for p in groups.matrices + groups.embeddings + groups.vectors]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    assert model.token_embedding.weight in groups.embeddings
+    assert all(p.dim() >= 2 for p in groups.matrices)
+    assert all(p.dim() < 2 for p in groups.vectors)
+
+
+def test_flops_per_token_counts_the_head_once(registry, tiny):
+    model = tiny_model(registry, tiny)
+    matrices = sum(p.numel() for p in parameter_groups(model).matrices)
+    assert model.flops_per_token() == 6 * (matrices + VOCAB * 32) + 12 * 2 * 32 * BLOCK
