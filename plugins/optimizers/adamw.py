@@ -1,0 +1,30 @@
+"""AdamW (Loshchilov & Hutter, 2019): Adam with weight decay decoupled from the gradient."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+
+from tel_core import hookimpl
+from tel_core.interfaces import ParameterGroups
+
+
+@attrs.frozen
+class AdamWOptions:
+    lr: float = attrs.field(default=1e-3, validator=attrs.validators.gt(0))
+    weight_decay: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = attrs.field(default=1e-8, validator=attrs.validators.gt(0))
+    #: Also decay embedding tables (and so a tied LM head), as nanoGPT does.
+    decay_embeddings: bool = False
+
+
+def adamw(options: AdamWOptions, params: ParameterGroups, lr: float) -> torch.optim.Optimizer:
+    """AdamW; weight decay on weight matrices only (and embeddings if decay_embeddings)."""
+    groups = params.with_weight_decay(options.weight_decay, options.decay_embeddings)
+    return torch.optim.AdamW(groups, lr=lr, betas=options.betas, eps=options.eps)
+
+
+@hookimpl
+def register_optimizers(register):
+    register("adamw", adamw, options=AdamWOptions)

@@ -1,0 +1,29 @@
+"""Stochastic gradient descent with (optionally Nesterov) momentum."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+
+from tel_core import hookimpl
+from tel_core.interfaces import ParameterGroups
+
+
+@attrs.frozen
+class SGDOptions:
+    lr: float = attrs.field(default=0.1, validator=attrs.validators.gt(0))
+    momentum: float = attrs.field(default=0.9, validator=attrs.validators.ge(0))
+    nesterov: bool = False
+    weight_decay: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
+    decay_embeddings: bool = False
+
+
+def sgd(options: SGDOptions, params: ParameterGroups, lr: float) -> torch.optim.Optimizer:
+    """SGD with momentum; weight decay (L2) on weight matrices only."""
+    groups = params.with_weight_decay(options.weight_decay, options.decay_embeddings)
+    return torch.optim.SGD(groups, lr=lr, momentum=options.momentum, nesterov=options.nesterov)
+
+
+@hookimpl
+def register_optimizers(register):
+    register("sgd", sgd, options=SGDOptions)

@@ -1,0 +1,123 @@
+"""The run directory: everything needed to reproduce and compare a run.
+
+runs/<name>/
+    config.toml      the resolved experiment; `tel run config.toml` repeats it
+    manifest.json    plugins and versions, git revision, hardware, seed, sizes
+    metrics.jsonl    one JSON object per line, each with "step"
+    tokenizer.json   what the tokenizer learned (e.g. the char vocabulary)
+    checkpoints/     latest.pt, best.pt
+    samples.txt      text generated at the end
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tel_core import __version__, ui
+from tel_core.config import Experiment, selections
+from tel_core.config_loader import dump_toml
+from tel_core.errors import TelError
+from tel_core.registry import Registry
+
+PACKAGES = ("torch", "numpy", "pluggy", "attrs", "cattrs", "rich")
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool = False) -> None:
+    """Create the run directory; refuse to mix a new run into an old one."""
+    if (run_dir / "metrics.jsonl").exists() and not overwrite:
+        raise TelError(
+            f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to "
+            f"replace it, or --run-dir DIR to start a new one elsewhere"
+        )
+    if overwrite:
+        for name in ("metrics.jsonl", "samples.txt"):
+            (run_dir / name).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def write_config(run_dir: Path, experiment: Experiment) -> None:
+    (run_dir / "config.toml").write_text(dump_toml(experiment), encoding="utf-8")
+
+
+def git_revision(cwd: Path) -> dict[str, Any] | None:
+    """The commit the working directory is at, and whether it has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        if head.returncode:
+            return None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def build_manifest(experiment: Experiment, registry: Registry, **facts: Any) -> dict[str, Any]:
+    """The manifest: selected plugins with their sources, versions, hardware, and ``facts``."""
+    plugins = []
+    for kind, key, selection in selections(experiment):
+        source = registry.get(kind, selection.name).source
+        plugins.append(
+            {
+                "kind": kind,
+                "key": key,
+                "name": selection.name,
+                "module": source.module,
+                "distribution": source.distribution,
+                "version": source.version,
+            }
+        )
+    return {
+        "name": experiment.name,
+        "seed": experiment.seed,
+        "tel": __version__,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": sys.argv,
+        "plugins": plugins,
+        "python": platform.python_version(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "git": git_revision(Path.cwd()),
+        **facts,
+    }
+
+
+def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+class MetricsFile:
+    """Appends metric records to metrics.jsonl, flushed per record so a crash loses nothing."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
+
+    def write(self, step: int, metrics: dict[str, Any]) -> None:
+        ui.write_json_line(self.file, {"step": step, **metrics})
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()

@@ -1,0 +1,29 @@
+import pytest
+
+from tel_core.interfaces import ScheduleContext
+from tel_plugins.schedules.constant import ConstantOptions, constant
+from tel_plugins.schedules.cosine import CosineOptions, cosine
+
+
+def test_cosine_warms_up_peaks_and_decays_to_the_floor():
+    lr_at = cosine(CosineOptions(warmup_steps=10, min_lr=1e-4), ScheduleContext(1e-3, 110))
+    assert lr_at(0) == pytest.approx(1e-3 / 11)
+    assert lr_at(9) == pytest.approx(1e-3 * 10 / 11)
+    assert lr_at(10) == pytest.approx(1e-3)
+    assert lr_at(60) == pytest.approx((1e-3 + 1e-4) / 2)
+    assert lr_at(110) == pytest.approx(1e-4)
+    values = [lr_at(s) for s in range(10, 111)]
+    assert values == sorted(values, reverse=True)
+
+
+def test_cosine_decay_steps_may_differ_from_max_steps():
+    lr_at = cosine(
+        CosineOptions(warmup_steps=0, min_lr=0.0, decay_steps=50), ScheduleContext(1.0, 100)
+    )
+    assert lr_at(50) == 0.0 and lr_at(99) == 0.0
+
+
+def test_constant_with_and_without_warmup():
+    assert constant(ConstantOptions(), ScheduleContext(0.5, 10))(0) == 0.5
+    warm = constant(ConstantOptions(warmup_steps=3), ScheduleContext(0.5, 10))
+    assert [warm(s) for s in range(5)] == pytest.approx([0.125, 0.25, 0.375, 0.5, 0.5])
