@@ -1,0 +1,162 @@
+"""The `tel` command line.
+
+Heavy imports (torch, the plugins) happen inside the commands that need them, so that
+`tel --help` and `tel plugins --help` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tel_core import __version__
+from tel_core.errors import TelError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tel",
+        description="tel, a transformer training laboratory: train small decoder-only language "
+        "models from TOML experiment files whose components are plugins.",
+    )
+    parser.add_argument("--version", action="version", version=f"tel {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback of an error instead of one line",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="train the experiment described by a TOML file",
+        description="Train the experiment described by a TOML file.",
+    )
+    run.add_argument("file", type=Path, help="the experiment file, e.g. experiments/rope.toml")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key, e.g. --set train.max_steps=200 (repeatable); "
+        "VALUE is read as TOML where it parses, else as a string",
+    )
+    run.add_argument("--run-dir", type=Path, help="where to write the run (default: runs/<name>)")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished or stopped run in the run directory",
+    )
+    run.set_defaults(handler=_run)
+
+    plugins = commands.add_parser(
+        "plugins",
+        help="list every registered component, by kind",
+        description="List every registered component, by kind, with the plugin that provides it.",
+    )
+    plugins.add_argument("--kind", help="only this kind (dataset, attention, ...)")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.set_defaults(handler=_plugins)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tel_core.config_loader import load_experiment
+    from tel_core.train import run
+
+    experiment = load_experiment(args.file, args.overrides)
+    result = run(experiment, args.run_dir, overwrite=args.overwrite)
+    from tel_core import ui
+
+    ui.info(
+        f"{experiment.name}: val loss {result.final_val_loss:.4f} "
+        f"(best {result.best_val_loss:.4f}) after {result.steps} steps -> {result.run_dir}"
+    )
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from tel_core.registry import KINDS, default_registry
+
+    registry = default_registry()
+    kinds = list(KINDS)
+    if args.kind:
+        if args.kind not in KINDS:
+            raise TelError(f"unknown kind {args.kind!r}; kinds: {', '.join(KINDS)}")
+        kinds = [args.kind]
+    listing = {
+        kind: [
+            {
+                "name": c.name,
+                "doc": c.doc,
+                "module": c.source.module,
+                "plugin": c.source.plugin,
+                "distribution": c.source.distribution,
+                "version": c.source.version,
+            }
+            for c in sorted(registry.components(kind).values(), key=lambda c: c.name)
+        ]
+        for kind in kinds
+    }
+    broken = [{"plugin": b.plugin, "module": b.module, "error": b.error} for b in registry.broken]
+    conflicts = [
+        {"kind": kind, "name": name, "sources": [str(s) for s in sources]}
+        for (kind, name), sources in registry.conflicts.items()
+    ]
+    if args.json:
+        print(
+            json.dumps({"components": listing, "broken": broken, "conflicts": conflicts}, indent=2)
+        )
+        return 0
+    _print_plugins(listing, broken, conflicts)
+    return 0
+
+
+def _print_plugins(listing: dict, broken: list[dict], conflicts: list[dict]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from tel_core.ui import console
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("kind", "name", "from", "description"):
+        table.add_column(column)
+    for kind, components in listing.items():
+        for c in components:
+            origin = f"{c['distribution']} {c['version']}" if c["distribution"] else c["module"]
+            table.add_row(kind, c["name"], origin, Text(c["doc"]))
+    console.print(table)
+    for b in broken:
+        console.print(f"broken plugin {b['plugin']} ({b['module']}): {b['error']}", markup=False)
+    for c in conflicts:
+        console.print(
+            f"conflict: {c['kind']} {c['name']!r} is registered by "
+            + " and by ".join(c["sources"]),
+            markup=False,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except TelError as exc:
+        if args.debug:
+            raise
+        print(f"tel: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tel: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

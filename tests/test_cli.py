@@ -1,0 +1,159 @@
+"""The `tel` command: end to end, exit codes, one-line errors, cheap help."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from .conftest import ROOT
+
+
+def tel(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tel_core", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("tel: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def tiny_file(tmp_path, tiny) -> Path:
+    path = tmp_path / "tiny.toml"
+    tiny["loggers"] = [{"name": "console"}]
+    path.write_text(tomli_w.dumps(tiny))
+    return path
+
+
+def test_tel_run_end_to_end_in_under_30_seconds(tmp_path, tiny_file):
+    started = time.perf_counter()
+    result = tel(
+        "run", str(tiny_file), "--run-dir", str(tmp_path / "run"), "--set", "train.max_steps=8"
+    )
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 30
+    assert "val loss" in result.stdout
+    assert "sample (step 8)" in result.stdout
+    run_dir = tmp_path / "run"
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    steps = [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 8
+    # The resolved config runs again as is.
+    again = tel("run", str(run_dir / "config.toml"), "--run-dir", str(tmp_path / "again"))
+    assert again.returncode == 0, again.stderr
+
+
+def test_python_dash_m_is_tel(tmp_path):
+    assert tel("--version").stdout.strip().startswith("tel ")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plugins", "--help"], ["run", "--help"]])
+def test_help_does_not_import_torch(args):
+    code = (
+        "import sys\n"
+        "from tel_core.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_plugins_lists_every_kind():
+    result = tel("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)["components"]
+    assert set(listing) == {
+        "dataset",
+        "tokenizer",
+        "attention",
+        "positional",
+        "norm",
+        "ffn",
+        "optimizer",
+        "schedule",
+        "logger",
+    }
+    rope = next(c for c in listing["positional"] if c["name"] == "rope")
+    assert rope["distribution"] == "tel" and rope["module"] == "tel_plugins.positional.rope"
+    text = tel("plugins", "--kind", "norm")
+    assert "rmsnorm" in text.stdout and "rope" not in text.stdout
+
+
+def test_plugins_shows_a_broken_plugin_from_a_real_entry_point(tmp_path):
+    # A distribution on sys.path whose entry point cannot be imported.
+    dist = tmp_path / "tel_broken-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tel-broken\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[tel]\nbroken = tel_broken_missing_module\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    result = tel("plugins", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "broken plugin broken (tel_broken_missing_module): ModuleNotFoundError" in result.stdout
+    assert "rope" in result.stdout
+    strict = tel("plugins", env={**env, "TEL_STRICT_PLUGINS": "1"})
+    assert_one_line_error(strict, "'broken'", "failed to load")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ('name = "x"\n[model\n', ["invalid TOML"]),
+        ('name = "x"\n[model.attention]\nname = "rop"\n', ["unknown attention 'rop'", "available"]),
+        (
+            'name = "x"\n[model.positional]\nname = "rope"\nthetta = 2.0\n',
+            ["[model.positional] thetta", "did you mean 'theta'"],
+        ),
+        (
+            'name = "x"\n[data.dataset]\nname = "text"\npaths = ["missing.txt"]\n',
+            ["no file matches 'missing.txt'"],
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, text, fragments):
+    path = tmp_path / "x.toml"
+    path.write_text(text)
+    result = tel("run", str(path), "--run-dir", str(tmp_path / "run"))
+    assert_one_line_error(result, str(path) if "missing" not in text else "", *fragments)
+
+
+def test_missing_experiment_file(tmp_path):
+    assert_one_line_error(tel("run", str(tmp_path / "none.toml")), "no such experiment file")
+
+
+def test_rerunning_into_a_finished_run_keeps_its_checkpoint(tmp_path, tiny_file):
+    run_dir = tmp_path / "run"
+    assert tel("run", str(tiny_file), "--run-dir", str(run_dir)).returncode == 0
+    before = (run_dir / "checkpoints" / "latest.pt").read_bytes()
+    assert_one_line_error(
+        tel("run", str(tiny_file), "--run-dir", str(run_dir)), "already holds a run"
+    )
+    assert (run_dir / "checkpoints" / "latest.pt").read_bytes() == before
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = tel("--debug", "run", str(tmp_path / "none.toml"))
+    assert result.returncode != 0 and "Traceback" in result.stderr
