@@ -1,0 +1,27 @@
+"""The README's set-up commands stay true: CI runs exactly its test command."""
+
+from __future__ import annotations
+
+from .conftest import ROOT
+
+
+def readme_commands() -> list[str]:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    return [line.strip() for line in lines[:6] if line.startswith("    ")]
+
+
+def test_readme_opens_with_the_setup_and_test_commands():
+    setup, test = readme_commands()
+    assert "pip install torch==2.13.0" in setup
+    assert setup.endswith("tel run experiments/rope.toml")
+    assert "pytest" in test
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    _, test = readme_commands()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test in [line.strip() for line in ci]
+    # torch comes first, pinned, so pip never pulls a CUDA build
+    torch_line = next(i for i, line in enumerate(ci) if "torch==2.13.0" in line)
+    tel_line = next(i for i, line in enumerate(ci) if '-e ".[dev]"' in line)
+    assert torch_line < tel_line
