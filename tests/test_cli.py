@@ -131,6 +131,10 @@ def test_plugins_shows_a_broken_plugin_from_a_real_entry_point(tmp_path):
             'name = "x"\n[data.dataset]\nname = "text"\npaths = ["missing.txt"]\n',
             ["no file matches 'missing.txt'"],
         ),
+        (
+            'name = "x"\n[model.attention]\nname = "causal"\nn_kv_heads = 3\n',
+            ["[model.attention]: n_kv_heads (3) must divide n_heads (4)"],
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, text, fragments):
@@ -157,3 +161,28 @@ def test_rerunning_into_a_finished_run_keeps_its_checkpoint(tmp_path, tiny_file)
 def test_debug_shows_the_traceback(tmp_path):
     result = tel("--debug", "run", str(tmp_path / "none.toml"))
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_a_family_member_runs_from_the_command_line(tmp_path):
+    result = tel(
+        "run",
+        "experiments/positional/alibi.toml",
+        "--run-dir",
+        str(tmp_path / "run"),
+        *("--set", "train.max_steps=2", "--set", "train.batch_size=2"),
+        *("--set", "train.eval_batches=1", "--set", "sample.max_new_tokens=4"),
+    )
+    assert result.returncode == 0, result.stderr
+    config = (tmp_path / "run" / "config.toml").read_text()
+    assert 'name = "positional-alibi"' in config and 'name = "alibi"' in config
+
+
+def test_linear_attention_with_a_score_bias_is_one_line(tmp_path, tiny_file):
+    result = tel(
+        "run",
+        str(tiny_file),
+        "--run-dir",
+        str(tmp_path / "run"),
+        *("--set", "model.attention.name=linear", "--set", "model.positional.name=alibi"),
+    )
+    assert_one_line_error(result, "attention 'linear' never forms attention scores")
