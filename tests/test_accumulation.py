@@ -79,7 +79,7 @@ def test_accumulated_gradients_equal_one_full_batch(
         got_loss = t.accumulate(batch).item()
         difference = (gradients(t.model) - expected).abs().max().item()
         assert difference <= 1e-6, (micro_batches, difference)
-        assert got_loss == pytest.approx(loss, abs=1e-6)
+        assert got_loss == pytest.approx(loss, rel=1e-6)
 
 
 def test_the_reductions_differ_on_unequal_rows_and_the_test_would_see_a_mistake(
@@ -114,7 +114,7 @@ def test_a_padded_run_counts_real_tokens_and_splits_exactly(tmp_path, registry, 
         metrics(tmp_path / "split", "train/loss"),
     )
     assert [r["train/loss"] for r in split] == pytest.approx(
-        [r["train/loss"] for r in whole], abs=1e-6
+        [r["train/loss"] for r in whole], abs=1e-5
     )
     per_step = [r["train/tokens_per_step"] for r in whole]
     assert all(0 < n < 8 * BLOCK for n in per_step)  # padding is not counted
