@@ -12,6 +12,7 @@ function here does nothing.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -57,6 +58,7 @@ class Distributed:
         """Leave the process group; after a clean run, wait for every process first."""
         if not self.enabled or not dist.is_initialized():
             return
+        gc.collect()  # anything still holding the group (a DDP module) goes first
         if clean:
             dist.barrier()  # no process tears down while another still talks to it
         dist.destroy_process_group()

@@ -555,3 +555,4 @@ def run(
         finally:
             if trainer is not None:
                 trainer.close()
+            del trainer  # DDP holds the process group: let it go before the group does
