@@ -96,6 +96,8 @@ class StepResult:
 
 @attrs.define
 class Meter:
+    """Training time and tokens since the last log line (for tokens/s and time/step_s)."""
+
     seconds: float = 0.0
     tokens: int = 0
     steps: int = 0
@@ -182,8 +184,8 @@ class Trainer:
         self.model.activation_checkpointing = train.activation_checkpointing
         self.flops_per_token = self.model.flops_per_token()
         if self.world.rank > 0:
-            # Every process built the same weights from the same seed (DDP checks); from
-            # here on, each draws its own dropout masks.
+            # Every process built the same weights from the same seed (and DDP starts
+            # them all from rank 0's); from here on, each draws its own dropout masks.
             torch.manual_seed(cfg.seed + self.world.rank)
         # self.model: the plain module (evaluation, sampling, checkpoints);
         # self.ddp: the module that averages gradients across processes (or the model);
