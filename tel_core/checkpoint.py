@@ -1,21 +1,31 @@
-"""Checkpoints: written atomically, read back safely.
+"""Checkpoints: written atomically, read back safely, and checked before a resume.
 
 A checkpoint is a dict of tensors and plain data saved with ``torch.save`` and loaded with
 ``weights_only=True``, so loading one never runs code. Writing goes to a temporary file
 that is renamed over the old one: a crash mid-write leaves the previous checkpoint whole.
+
+A run directory's ``checkpoints/`` holds ``latest.pt`` (the newest state, the one
+``--resume`` continues from), ``best.pt`` (lowest validation loss) and, with
+``checkpoint_every``, ``step_XXXXXXX.pt`` snapshots of which the newest ``keep_last``
+are kept. Each holds everything needed to continue exactly: model, optimizer, gradient
+scaler, every random generator's state, the data position, the step, the tokens seen,
+the best validation loss and the resolved config.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tel_core.errors import TelError
+from tel_core.errors import ConfigError, TelError
 
-FORMAT = 1
+FORMAT = 2
+STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -40,3 +50,56 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise TelError(f"{path}: not a tel checkpoint of format {FORMAT}")
     return state
+
+
+def step_file(step: int) -> str:
+    return f"step_{step:07d}.pt"
+
+
+def prune_step_files(directory: Path, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` step snapshots (0 keeps them all)."""
+    if keep_last <= 0 or not directory.is_dir():
+        return
+    steps = sorted(
+        (int(m.group(1)), p) for p in directory.iterdir() if (m := STEP_FILE.match(p.name))
+    )
+    for _, path in steps[:-keep_last]:
+        path.unlink(missing_ok=True)
+
+
+def _flatten(data: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(data, Mapping):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}.{key}"))
+        return flat
+    return {prefix: data}
+
+
+def config_differences(
+    saved: Mapping[str, Any], current: Mapping[str, Any], sections: tuple[str, ...]
+) -> list[str]:
+    """The dotted keys under ``sections`` whose values differ, as "key (saved -> now)"."""
+    differences = []
+    for section in sections:
+        old = _flatten(saved.get(section, {}), section)
+        new = _flatten(current.get(section, {}), section)
+        for key in sorted(old.keys() | new.keys()):
+            if old.get(key) != new.get(key):
+                differences.append(f"{key} ({old.get(key, '-')!r} -> {new.get(key, '-')!r})")
+    return differences
+
+
+#: A resumed run must train the same model on the same data; the rest (max_steps, the
+#: schedule, eval cadence, loggers, ...) may change.
+FROZEN_SECTIONS = ("model", "data")
+
+
+def check_resumable(checkpoint: Mapping[str, Any], current: Mapping[str, Any], where: Path) -> None:
+    """Refuse, in one line naming the keys, to resume with another model or other data."""
+    differences = config_differences(checkpoint["config"], current, FROZEN_SECTIONS)
+    if differences:
+        raise ConfigError(
+            f"cannot resume {where}: the [model] and [data] sections must match the "
+            f"checkpoint's, but these differ: {', '.join(differences)}"
+        )

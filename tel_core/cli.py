@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from tel_core import __version__
 from tel_core.errors import TelError
+from tel_core.stopping import Stopped
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace a finished or stopped run in the run directory",
     )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in the run directory from its checkpoints/latest.pt "
+        "(the [model] and [data] sections must be unchanged)",
+    )
     run.set_defaults(handler=_run)
 
     plugins = commands.add_parser(
@@ -69,14 +77,23 @@ def _run(args: argparse.Namespace) -> int:
     from tel_core.train import run
 
     experiment = load_experiment(args.file, args.overrides)
-    result = run(experiment, args.run_dir, overwrite=args.overwrite)
+    result = run(experiment, args.run_dir, overwrite=args.overwrite, resume=args.resume)
     from tel_core import ui
 
-    ui.info(
-        f"{experiment.name}: val loss {result.final_val_loss:.4f} "
-        f"(best {result.best_val_loss:.4f}) after {result.steps} steps -> {result.run_dir}"
-    )
+    if _rank() == 0:
+        ui.info(
+            f"{experiment.name}: val loss {result.final_val_loss:.4f} "
+            f"(best {result.best_val_loss:.4f}) after {result.steps} steps -> {result.run_dir}"
+        )
     return 0
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (0 otherwise)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -151,7 +168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TelError as exc:
         if args.debug:
             raise
-        print(f"tel: error: {exc}", file=sys.stderr)
+        rank = _rank()
+        if isinstance(exc, Stopped):  # a checkpoint was saved: exit as the signal asks
+            if rank == 0:
+                print(f"tel: {exc}", file=sys.stderr)
+            return exc.exit_code
+        # Under torchrun, the other processes say which one they are.
+        where = f"[rank {rank}] " if rank else ""
+        print(f"tel: error: {where}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tel: interrupted", file=sys.stderr)

@@ -45,6 +45,11 @@ class DataConfig:
     tokenizer: Selection = component("tokenizer", default="byte")
     block_size: int = attrs.field(default=128, validator=_positive)
     val_fraction: float = attrs.field(default=0.1, validator=_fraction)
+    #: How rows are cut from the token stream. "windows": random contiguous windows of
+    #: block_size tokens that run across document boundaries (no padding). "pad": one
+    #: document a row (a random block_size window of a longer one), padded at the end;
+    #: padded targets are ignored by the loss and by every token count.
+    batching: Literal["windows", "pad"] = "windows"
 
 
 @attrs.frozen(kw_only=True)
@@ -68,7 +73,10 @@ class ModelConfig:
 
 @attrs.frozen
 class TrainConfig:
-    batch_size: int = attrs.field(default=16, validator=_positive)  # sequences per step
+    #: Sequences per optimizer step, over all micro-batches and all processes.
+    batch_size: int = attrs.field(default=16, validator=_positive)
+    #: Sequences per forward pass on one process (what fits in memory); default: all of
+    #: the process's share of batch_size. Gradients accumulate over the micro-batches.
     micro_batch_size: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(_positive)
     )
@@ -78,20 +86,63 @@ class TrainConfig:
     grad_clip: float = attrs.field(default=1.0, validator=_non_negative)  # 0 = off
     log_every: int = attrs.field(default=1, validator=_positive)
     device: str = "auto"  # "auto": cuda when present, else cpu
+    #: "token": the step's loss is the sum of per-token losses over the real (non-padding)
+    #: target tokens divided by their number in the whole step, so every token weighs the
+    #: same however the step is split. "sequence": the mean of per-sequence mean losses
+    #: (tokens of short sequences weigh more: the common mistake, kept to measure it).
+    loss_reduction: Literal["token", "sequence"] = "token"
+    #: Scale every learning rate the schedule gives by batch_size / reference_batch_size
+    #: ("linear") or its square root ("sqrt").
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    reference_batch_size: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_positive)
+    )
+    #: "bf16": bfloat16 autocast (CPU or CUDA); "fp16": float16 autocast with a gradient
+    #: scaler (CUDA only); "auto": bf16 where the hardware does it natively, else fp32.
+    #: Weights, optimizer state and the loss stay float32 in every mode.
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
+    #: torch.compile the model (on CPU this needs a C++ compiler; the first steps are slow).
+    compile: bool = False
+    #: Recompute each block's activations in the backward pass instead of storing them:
+    #: less memory, about a third more compute.
+    activation_checkpointing: bool = False
+    #: A non-finite loss or gradient norm: "stop" the run (the last good checkpoint is
+    #: kept), or "skip" the step's update and go on.
+    nonfinite: Literal["stop", "skip"] = "stop"
+    #: Also keep a checkpoint every this many steps (checkpoints/step_XXXXXXX.pt); 0 = off.
+    #: latest.pt is written at every evaluation, and best.pt at each new best val loss.
+    checkpoint_every: int = attrs.field(default=0, validator=_non_negative)
+    #: How many of those step checkpoints to keep, newest first; 0 = all of them.
+    keep_last: int = attrs.field(default=0, validator=_non_negative)
 
     def __attrs_post_init__(self) -> None:
         if self.batch_size % self.micro_size:
             raise ValueError(
                 f"micro_batch_size ({self.micro_size}) must divide batch_size ({self.batch_size})"
             )
+        if self.lr_scaling != "none" and self.reference_batch_size is None:
+            raise ValueError(
+                f'lr_scaling = "{self.lr_scaling}" needs reference_batch_size, the batch size '
+                f"at which the optimizer's lr is right"
+            )
 
     @property
     def micro_size(self) -> int:
+        """Sequences per forward pass in a single-process run."""
         return self.micro_batch_size or self.batch_size
 
     @property
     def accumulation_steps(self) -> int:
+        """Micro-batches per optimizer step in a single-process run."""
         return self.batch_size // self.micro_size
+
+    @property
+    def lr_scale(self) -> float:
+        """The factor ``lr_scaling`` applies to every learning rate."""
+        if self.lr_scaling == "none" or self.reference_batch_size is None:
+            return 1.0
+        ratio = self.batch_size / self.reference_batch_size
+        return ratio if self.lr_scaling == "linear" else ratio**0.5
 
 
 @attrs.frozen

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import attrs
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from tel_core.config import ModelConfig
 from tel_core.errors import ConfigError
@@ -131,6 +132,9 @@ class LanguageModel(nn.Module):
         self.lm_head = nn.Linear(cfg.d_model, vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.token_embedding.weight
+        #: Recompute each block's activations during the backward pass instead of keeping
+        #: them (set by the training loop from [train] activation_checkpointing).
+        self.activation_checkpointing = False
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -155,7 +159,10 @@ class LanguageModel(nn.Module):
         x = self.positional.embed(self.token_embedding(idx))  # (B, T, C)
         x = self.dropout(x)
         for block in self.blocks:
-            x = block(x, self.positional)
+            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, self.positional, use_reentrant=False)
+            else:
+                x = block(x, self.positional)
         return self.lm_head(self.final_norm(x))
 
     def num_parameters(self) -> int:

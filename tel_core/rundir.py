@@ -5,7 +5,7 @@ runs/<name>/
     manifest.json    plugins and versions, git revision, hardware, seed, sizes
     metrics.jsonl    one JSON object per line, each with "step"
     tokenizer.json   what the tokenizer learned (e.g. the char vocabulary)
-    checkpoints/     latest.pt, best.pt
+    checkpoints/     latest.pt, best.pt, step_XXXXXXX.pt (see tel_core.checkpoint)
     samples.txt      text generated at the end
 """
 
@@ -30,17 +30,50 @@ from tel_core.registry import Registry
 PACKAGES = ("torch", "numpy", "pluggy", "attrs", "cattrs", "rich")
 
 
-def prepare_run_dir(run_dir: Path, overwrite: bool = False) -> None:
-    """Create the run directory; refuse to mix a new run into an old one."""
-    if (run_dir / "metrics.jsonl").exists() and not overwrite:
+def check_run_dir(run_dir: Path, overwrite: bool = False, resume: bool = False) -> None:
+    """Refuse to mix a new run into an old one, or to resume what is not there."""
+    if resume and overwrite:
+        raise TelError("--resume continues a run and --overwrite replaces it: pass only one")
+    if resume:
+        if not (run_dir / "checkpoints" / "latest.pt").is_file():
+            raise TelError(f"{run_dir}: nothing to resume (no checkpoints/latest.pt)")
+    elif (run_dir / "metrics.jsonl").exists() and not overwrite:
         raise TelError(
             f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to "
             f"replace it, or --run-dir DIR to start a new one elsewhere"
         )
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool = False, resume_step: int | None = None) -> None:
+    """Create the run directory (after ``check_run_dir``'s checks).
+
+    A resumed run drops the metric records after its checkpoint's step: a run killed
+    between checkpoints logged steps that it will now train again.
+    """
+    check_run_dir(run_dir, overwrite, resume=resume_step is not None)
     if overwrite:
         for name in ("metrics.jsonl", "samples.txt"):
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if resume_step is not None:
+        truncate_metrics(run_dir / "metrics.jsonl", resume_step)
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep the records of ``path`` up to ``step``; rewritten atomically."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a crash
+            continue
+        if record.get("step", 0) <= step:
+            kept.append(line + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def write_config(run_dir: Path, experiment: Experiment) -> None:

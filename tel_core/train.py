@@ -1,41 +1,66 @@
 """The training loop every experiment shares.
 
-One optimizer step sees ``batch_size`` sequences, split into ``batch_size /
-micro_batch_size`` micro-batches whose gradients accumulate. The loss of a step is the
-sum of per-token losses divided by the number of target tokens in the whole step, so
-accumulating micro-batches gives exactly the gradient of one big batch.
+One optimizer step sees ``batch_size`` sequences: a batch drawn at once, shared out over
+the processes of a data-parallel run and, within each process, cut into micro-batches
+whose gradients accumulate (``tel_core.batching``). The loss of a step is the sum of the
+per-token losses over the real target tokens of the whole step divided by their number
+(``tel_core.loss``), so the step's gradient does not depend on how the step is split.
+
+A step, in order:
+
+1. set the learning rate (the schedule's, times the batch-size scaling);
+2. draw the step's batch;
+3. forward and backward each micro-batch, under autocast (``tel_core.precision``), DDP's
+   gradient all-reduce only on the last one (``tel_core.distributed``);
+4. unscale (fp16), measure the gradient norm and clip;
+5. update, unless the loss or gradient is not finite (``nonfinite``);
+6. log, evaluate and checkpoint when due (``tel_core.checkpoint``);
+7. stop here if Ctrl-C or SIGTERM asked to (``tel_core.stopping``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import random
+import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import attrs
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from tel_core import ui
-from tel_core.checkpoint import save_checkpoint
+from tel_core.batching import IGNORE_INDEX, Batch, eval_batches, make_sampler, plan_batches
+from tel_core.checkpoint import (
+    check_resumable,
+    load_checkpoint,
+    prune_step_files,
+    save_checkpoint,
+    step_file,
+)
 from tel_core.config import Experiment
-from tel_core.config_loader import dump_toml, to_dict
-from tel_core.data import WindowSampler, check_length, eval_batches, prepare_tokens
+from tel_core.config_loader import to_dict
+from tel_core.data import check_length, prepare_tokens
+from tel_core.device import compile_model, peak_memory_mb, resolve_device
+from tel_core.distributed import Distributed, from_environment, process_group
 from tel_core.errors import ConfigError, TelError
 from tel_core.generate import generate
 from tel_core.interfaces import DataContext, LoggerContext, ScheduleContext
+from tel_core.loss import step_loss, token_losses
 from tel_core.model import build_model, parameter_groups
+from tel_core.precision import Precision
 from tel_core.registry import Registry, default_registry
+from tel_core.rng import rng_state, seed_everything, set_rng_state
 from tel_core.rundir import (
     MetricsFile,
     build_manifest,
+    check_run_dir,
     prepare_run_dir,
     write_config,
     write_manifest,
 )
+from tel_core.stopping import Stopped, StopSignals
 
 
 @attrs.frozen
@@ -47,146 +72,342 @@ class RunResult:
     sample: str
 
 
-def resolve_device(name: str) -> torch.device:
-    """ "auto" is CUDA when there is a GPU, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(
-            f"[train] device: unknown device {name!r}; try auto, cpu, cuda, cuda:0"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"[train] device = {name!r}, but torch sees no CUDA device here")
-    return device
+@attrs.define
+class Progress:
+    """Where a run stands: saved in every checkpoint beside the components' states."""
+
+    step: int = 0  # optimizer steps taken
+    tokens: int = 0  # real (non-padding) target tokens trained on
+    best_val_loss: float = math.inf
+    elapsed_s: float = 0.0  # wall time of the run so far, across resumes
+    checkpoint_step: int | None = None  # the step latest.pt holds
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # seeds every CUDA device too
+@attrs.frozen
+class StepResult:
+    loss: float
+    grad_norm: float  # before clipping
+    tokens: int  # real target tokens in the step, every process together
+    lr: float
+    clipped: bool
+    finite: bool  # loss (and, without a gradient scaler, gradient norm) finite
+    updated: bool  # False when the update was skipped
 
 
-def token_loss_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Sum of next-token cross-entropies (nats) over every target token, in float32."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum")
+@attrs.define
+class Meter:
+    """Training time and tokens since the last log line (for tokens/s and time/step_s)."""
+
+    seconds: float = 0.0
+    tokens: int = 0
+    steps: int = 0
+
+    def add(self, seconds: float, tokens: int) -> None:
+        self.seconds += seconds
+        self.tokens += tokens
+        self.steps += 1
 
 
 class Trainer:
     """Builds an experiment's components from the registry and trains them."""
 
-    def __init__(self, experiment: Experiment, run_dir: Path, registry: Registry) -> None:
+    def __init__(
+        self,
+        experiment: Experiment,
+        run_dir: Path,
+        registry: Registry,
+        world: Distributed | None = None,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> None:
         self.exp = experiment
         self.run_dir = run_dir
         self.registry = registry
-        cfg, train = experiment, experiment.train
-        seed_everything(cfg.seed)
-        self.device = resolve_device(train.device)
+        self.world = world or Distributed()
+        train = experiment.train
+        seed_everything(experiment.seed)
+        self.device = resolve_device(train.device, self.world.local_rank)
+        self.precision = Precision(train.precision, self.device)
+        self.plan = plan_batches(train, self.world.world_size)
+        self.progress = Progress()
+        self._build_data()
+        self._build_model()
+        self._build_optimizer()
+        if checkpoint is not None:
+            self.load_state_dict(checkpoint)
+        self.metrics: MetricsFile | None = None
+        self.loggers: list[Any] = []
+        if self.world.is_main:  # one process writes the run directory and logs
+            self._write_run_files(resumed_from=checkpoint and checkpoint["step"])
+            self.metrics = MetricsFile(run_dir / "metrics.jsonl")
+            logger_ctx = LoggerContext(
+                run_dir, experiment.name, train.max_steps, self.progress.step, to_dict(experiment)
+            )
+            self.loggers = [registry.build("logger", s, logger_ctx) for s in experiment.loggers]
 
-        ui.info(f"{cfg.name}: tokenizing {cfg.data.dataset.name} with {cfg.data.tokenizer.name}")
-        dataset = registry.build(
+    # -- building --------------------------------------------------------------
+
+    def _build_data(self) -> None:
+        cfg = self.exp
+        self.info(f"{cfg.name}: tokenizing {cfg.data.dataset.name} with {cfg.data.tokenizer.name}")
+        dataset = self.registry.build(
             "dataset", cfg.data.dataset, DataContext(cfg.data.val_fraction, cfg.seed)
         )
-        self.tokenizer = registry.build("tokenizer", cfg.data.tokenizer)
-        splits = prepare_tokens(cfg.data, dataset, self.tokenizer)
+        self.tokenizer = self.registry.build("tokenizer", cfg.data.tokenizer)
+        self.splits = splits = prepare_tokens(cfg.data, dataset, self.tokenizer)
         for split, tokens in (("train", splits.train), ("val", splits.val)):
             check_length(tokens, cfg.data.block_size, split, cfg.data.dataset.name)
-        (run_dir / "tokenizer.json").write_text(
-            json.dumps({"name": cfg.data.tokenizer.name, "state": self.tokenizer.state_dict()})
+        mode, block = cfg.data.batching, cfg.data.block_size
+        self.sampler = make_sampler(
+            mode, splits.train, splits.train_offsets, block, cfg.seed, "train"
         )
-
-        self.model = build_model(
-            cfg.model, self.tokenizer.vocab_size, cfg.data.block_size, registry
-        ).to(self.device)
-        base_lr = getattr(cfg.optimizer.options, "lr", None)
-        if not isinstance(base_lr, float):
-            raise ConfigError(f"optimizer {cfg.optimizer.name!r} has no float option 'lr'")
-        self.optimizer = registry.build(
-            "optimizer", cfg.optimizer, parameter_groups(self.model), base_lr
-        )
-        self.lr_at = registry.build(
-            "schedule", cfg.schedule, ScheduleContext(base_lr, train.max_steps)
-        )
-
-        self.sampler = WindowSampler(splits.train, cfg.data.block_size, seed=cfg.seed)
         self.val_batches = eval_batches(
+            mode,
             splits.val,
-            cfg.data.block_size,
-            train.micro_size,
-            train.eval_batches * train.accumulation_steps,
+            splits.val_offsets,
+            block,
+            self.plan.batch_size,
+            cfg.train.eval_batches,
+            self.plan.micro_size,
         )
-        # Bits per byte needs the bytes behind the validation targets: decode them once.
+        # Bits per byte needs the bytes behind the (real) validation targets: count them once.
         self.val_bytes = sum(
-            self.tokenizer.count_bytes(row.tolist())
+            self.tokenizer.count_bytes(row[row != IGNORE_INDEX].tolist())
             for _, targets in self.val_batches
             for row in targets
         )
-        self.tokens_per_step = train.batch_size * cfg.data.block_size
-        self.n_params = self.model.num_parameters()
-        self.flops_per_token = self.model.flops_per_token()
 
-        write_config(run_dir, experiment)
+    def _build_model(self) -> None:
+        cfg, train = self.exp, self.exp.train
+        self.model = build_model(
+            cfg.model, self.tokenizer.vocab_size, cfg.data.block_size, self.registry
+        ).to(self.device)
+        self.model.activation_checkpointing = train.activation_checkpointing
+        self.flops_per_token = self.model.flops_per_token()
+        if self.world.rank > 0:
+            # Every process built the same weights from the same seed (and DDP starts
+            # them all from rank 0's); from here on, each draws its own dropout masks.
+            torch.manual_seed(cfg.seed + self.world.rank)
+        # self.model: the plain module (evaluation, sampling, checkpoints);
+        # self.ddp: the module that averages gradients across processes (or the model);
+        # self.train_model: what the training step calls (self.ddp, compiled if asked).
+        self.ddp = self.world.wrap(self.model, self.device)
+        self.train_model = self.ddp
+        if train.compile:
+            self.train_model = compile_model(self.ddp, self.device, self.info)
+
+    def _build_optimizer(self) -> None:
+        cfg, train = self.exp, self.exp.train
+        base_lr = getattr(cfg.optimizer.options, "lr", None)
+        if not isinstance(base_lr, float):
+            raise ConfigError(f"optimizer {cfg.optimizer.name!r} has no float option 'lr'")
+        self.lr_scale = train.lr_scale
+        if self.lr_scale != 1.0:
+            self.info(
+                f"{cfg.name}: learning rates x {self.lr_scale:.4g} ({train.lr_scaling} scaling, "
+                f"batch {train.batch_size} against reference {train.reference_batch_size})"
+            )
+        self.optimizer = self.registry.build(
+            "optimizer", cfg.optimizer, parameter_groups(self.model), base_lr * self.lr_scale
+        )
+        self.lr_at = self.registry.build(
+            "schedule", cfg.schedule, ScheduleContext(base_lr, train.max_steps)
+        )
+
+    def _write_run_files(self, resumed_from: int | None) -> None:
+        cfg, plan = self.exp, self.plan
+        (self.run_dir / "tokenizer.json").write_text(
+            json.dumps({"name": cfg.data.tokenizer.name, "state": self.tokenizer.state_dict()})
+        )
+        write_config(self.run_dir, cfg)
+        n_params = self.model.num_parameters()
+        tokens_per_step = plan.batch_size * cfg.data.block_size
         write_manifest(
-            run_dir,
+            self.run_dir,
             build_manifest(
-                experiment,
-                registry,
+                cfg,
+                self.registry,
                 device=str(self.device),
                 device_name=torch.cuda.get_device_name(self.device)
                 if self.device.type == "cuda"
                 else None,
                 torch_threads=torch.get_num_threads(),
-                parameters=self.n_params,
+                processes=plan.world_size,
+                micro_batch_size=plan.micro_size,
+                accumulation_steps=plan.accumulation_steps,
+                tokens_per_step=tokens_per_step,
+                precision=self.precision.name,
+                lr_scale=self.lr_scale,
+                parameters=n_params,
                 flops_per_token=self.flops_per_token,
                 vocab_size=self.tokenizer.vocab_size,
-                tokens={"train": len(splits.train), "val": len(splits.val)},
-                token_cache=str(splits.cache_dir) if splits.cache_dir else None,
+                tokens={"train": len(self.splits.train), "val": len(self.splits.val)},
+                token_cache=str(self.splits.cache_dir) if self.splits.cache_dir else None,
+                resumed_from_step=resumed_from,
             ),
         )
-        ui.info(
-            f"{cfg.name}: {self.n_params:,} parameters, vocab {self.tokenizer.vocab_size}, "
-            f"{len(splits.train):,} train / {len(splits.val):,} val tokens, "
-            f"{self.tokens_per_step:,} tokens per step, on {self.device}"
+        padded = " at most (padding excluded)" if cfg.data.batching == "pad" else ""
+        self.info(
+            f"{cfg.name}: {n_params:,} parameters, vocab {self.tokenizer.vocab_size}, "
+            f"{len(self.splits.train):,} train / {len(self.splits.val):,} val tokens, "
+            f"{plan.batch_size} sequences = {tokens_per_step:,} tokens per step{padded} "
+            f"({plan.world_size} process(es) x {plan.accumulation_steps} micro-batch(es) of "
+            f"{plan.micro_size}), {self.precision.name}, on {self.device}"
         )
-        self.metrics = MetricsFile(run_dir / "metrics.jsonl")
-        logger_ctx = LoggerContext(run_dir, cfg.name, train.max_steps, 0, to_dict(experiment))
-        self.loggers = [registry.build("logger", sel, logger_ctx) for sel in cfg.loggers]
-        self.best_val_loss = math.inf
+
+    # -- one step ----------------------------------------------------------------
+
+    def accumulate(self, batch: Batch) -> torch.Tensor:
+        """Forward and backward over this process's micro-batches of a step, leaving the
+        step's gradient in ``.grad``; returns the step's loss over every process."""
+        self.model.train()
+        reduction = self.exp.train.loss_reduction
+        pieces = batch.micro_batches(self.plan.micro_size)
+        total = torch.zeros((), device=self.device)
+        for i, (x, y) in enumerate(pieces):
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            with self.world.no_sync(self.ddp, sync=i == len(pieces) - 1):
+                with self.precision.autocast():
+                    logits = self.train_model(x)
+                loss = step_loss(logits, y, reduction, batch.total_tokens, batch.total_rows)
+                # DDP averages gradients over the processes, but each process's loss is
+                # already its share of the whole step's: scale back up so they add up.
+                self.precision.backward(loss * self.world.world_size)
+            total += loss.detach()
+        return self.world.sum(total)
+
+    def train_step(self, step: int) -> StepResult:
+        """One optimizer step (``step`` counts from 1)."""
+        train = self.exp.train
+        lr = self.lr_at(step - 1) * self.lr_scale
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        # The whole step's batch is drawn at once: the data a step sees must not depend
+        # on how it is split into processes and micro-batches.
+        batch = self.sampler.sample(self.plan.batch_size, self.world.rank, self.world.world_size)
+        loss = self.accumulate(batch).item()
+        self.precision.unscale(self.optimizer)
+        clip = train.grad_clip or math.inf  # inf: measure the norm, change nothing
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item()
+        # With fp16 an overflowing gradient is routine: the scaler skips that update.
+        finite = math.isfinite(loss) and (
+            math.isfinite(grad_norm) or self.precision.scaler is not None
+        )
+        updated = self.precision.step(self.optimizer) if finite else False
+        self.optimizer.zero_grad(set_to_none=True)
+        clipped = 0 < train.grad_clip < grad_norm
+        return StepResult(loss, grad_norm, batch.total_tokens, lr, clipped, finite, updated)
+
+    # -- the loop ----------------------------------------------------------------
+
+    def fit(self) -> RunResult:
+        train = self.exp.train
+        started = time.perf_counter() - self.progress.elapsed_s
+        meter = Meter()  # time and tokens since the last log line
+        val = {"val/loss": math.nan}
+        first = self.progress.step + 1
+        with StopSignals() as signals:
+            for step in range(first, train.max_steps + 1):
+                t0 = time.perf_counter()
+                result = self.train_step(step)
+                seconds = time.perf_counter() - t0
+                if step == first and train.compile:
+                    self.info(f"{self.exp.name}: the first step (compiling) took {seconds:.1f} s")
+                self.progress.step = step
+                self.progress.tokens += result.tokens
+                self.progress.elapsed_s = time.perf_counter() - started
+                meter.add(seconds, result.tokens)
+                if not result.finite:
+                    self.nonfinite(step, result)
+                last = step == train.max_steps
+                if step % train.log_every == 0 or last:
+                    self.log(step, self.train_metrics(result, meter))
+                    meter = Meter()
+                evaluate = step % train.eval_every == 0 or last
+                if evaluate:
+                    val = self.evaluate()
+                    self.log(step, val)
+                if evaluate or (train.checkpoint_every and step % train.checkpoint_every == 0):
+                    self.checkpoint(step, val["val/loss"] if evaluate else None)
+                # Every process stops at the same step, whichever got the signal.
+                if received := self.world.max(signals.received or 0, self.device):
+                    self.stop(step, received)
+        sample = self.sample(train.max_steps) if self.world.is_main else ""
+        return RunResult(
+            self.run_dir, train.max_steps, val["val/loss"], self.progress.best_val_loss, sample
+        )
+
+    def train_metrics(self, result: StepResult, meter: Meter) -> dict[str, float]:
+        """The metrics of a log line: the step's own, and rates since the last line."""
+        tokens_per_s = meter.tokens / meter.seconds
+        return {
+            "train/loss": result.loss,
+            "train/lr": result.lr,
+            "train/grad_norm": result.grad_norm,  # before clipping
+            "train/clipped": int(result.clipped),
+            "train/skipped": int(not result.updated),
+            "train/tokens": self.progress.tokens,  # real target tokens, padding excluded
+            "train/tokens_per_step": result.tokens,
+            "train/tokens_per_s": tokens_per_s,
+            "train/tflops": tokens_per_s * self.flops_per_token / 1e12,
+            "time/step_s": meter.seconds / meter.steps,
+            "time/elapsed_s": self.progress.elapsed_s,
+            "mem/peak_mb": peak_memory_mb(self.device),
+        }
+
+    def nonfinite(self, step: int, result: StepResult) -> None:
+        """A non-finite loss or gradient: stop (keeping the last checkpoint) or skip."""
+        what = f"the loss became {result.loss} (gradient norm {result.grad_norm}) at step {step}"
+        if self.exp.train.nonfinite == "stop":
+            raise TelError(
+                f"{what}; lower optimizer.lr, set train.grad_clip, or set "
+                f'train.nonfinite = "skip"; {self.kept()}'
+            )
+        self.info(f'{self.exp.name}: {what}: update skipped (nonfinite = "skip")')
+
+    def kept(self) -> str:
+        if self.progress.checkpoint_step is None:
+            return "no checkpoint was written"
+        return f"the last good checkpoint (step {self.progress.checkpoint_step}) is kept"
+
+    def stop(self, step: int, signum: int) -> None:
+        """Save the state after ``step`` and raise ``Stopped`` (exit code 128 + signum)."""
+        if self.progress.checkpoint_step != step:
+            self.checkpoint(step)
+        self.world.barrier()  # every process waits until rank 0 has written it
+        name = signal.Signals(signum).name
+        path = self.run_dir / "checkpoints" / "latest.pt"
+        raise Stopped(
+            f"stopped by {name} after step {step}; saved {path} (continue with --resume)",
+            128 + signum,
+        )
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
-        self.metrics.write(step, metrics)
+        if self.metrics is not None:
+            self.metrics.write(step, metrics)
         for logger in self.loggers:
             logger.log(step, metrics)
 
-    def train_step(self, lr: float) -> tuple[float, float]:
-        """One optimizer step; returns (loss, gradient norm before clipping)."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.model.train()
-        total = torch.zeros((), device=self.device)
-        # Draw the whole step's batch at once: the data a step sees must not depend on
-        # how it is split into micro-batches.
-        inputs, targets = self.sampler.sample(self.exp.train.batch_size)
-        micro = self.exp.train.micro_size
-        for x, y in zip(inputs.split(micro), targets.split(micro), strict=True):
-            x, y = x.to(self.device), y.to(self.device)
-            loss_sum = token_loss_sum(self.model(x), y)
-            (loss_sum / self.tokens_per_step).backward()
-            total += loss_sum.detach()
-        clip = self.exp.train.grad_clip or math.inf  # inf: measure the norm, change nothing
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return (total / self.tokens_per_step).item(), grad_norm.item()
+    def info(self, message: str) -> None:
+        if self.world.is_main:
+            ui.info(message)
+
+    # -- evaluation and sampling -----------------------------------------------------
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
+        """Token-mean loss on the fixed validation rows (each process scores its share)."""
         self.model.eval()
-        total, count = 0.0, 0
-        for x, y in self.val_batches:
-            total += token_loss_sum(self.model(x.to(self.device)), y.to(self.device)).item()
-            count += y.numel()
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, tokens
+        for i, (x, y) in enumerate(self.val_batches):
+            if i % self.world.world_size != self.world.rank:
+                continue
+            x, y = x.to(self.device), y.to(self.device)
+            with self.precision.autocast():
+                logits = self.model(x)
+            sums[0] += token_losses(logits, y).sum()
+            sums[1] += (y != IGNORE_INDEX).sum()
+        total, count = self.world.sum(sums).tolist()
         self.model.train()
         loss = total / count
         return {
@@ -196,19 +417,6 @@ class Trainer:
             "val/bits_per_byte": total / math.log(2) / max(1, self.val_bytes),
         }
 
-    def save(self, name: str, step: int) -> None:
-        save_checkpoint(
-            self.run_dir / "checkpoints" / f"{name}.pt",
-            {
-                "step": step,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "best_val_loss": self.best_val_loss,
-                "sampler": self.sampler.state_dict(),
-                "config": dump_toml(self.exp),
-            },
-        )
-
     def sample(self, step: int) -> str:
         cfg = self.exp.sample
         if cfg.max_new_tokens == 0:
@@ -216,9 +424,10 @@ class Trainer:
         prompt_ids = list(self.tokenizer.encode(cfg.prompt)) or [0]
         prompt = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
         generator = torch.Generator(device=self.device).manual_seed(self.exp.seed)
-        ids = generate(
-            self.model, prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, generator
-        )
+        with self.precision.autocast():
+            ids = generate(
+                self.model, prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, generator
+            )
         text = self.tokenizer.decode(ids[0].tolist())
         with open(self.run_dir / "samples.txt", "a", encoding="utf-8") as f:
             f.write(
@@ -229,53 +438,94 @@ class Trainer:
             logger.log_text(step, "sample", text)
         return text
 
-    def fit(self) -> RunResult:
+    # -- checkpoints -------------------------------------------------------------------
+
+    def checkpoint(self, step: int, val_loss: float | None = None) -> None:
+        """latest.pt; best.pt at a new best val loss; a step snapshot every checkpoint_every.
+
+        Every process takes part (their random states are gathered); rank 0 writes.
+        """
         train = self.exp.train
-        started = time.perf_counter()
-        interval_time, interval_tokens, tokens = 0.0, 0, 0
-        val = {"val/loss": math.nan}
-        for step in range(1, train.max_steps + 1):
-            t0 = time.perf_counter()
-            lr = self.lr_at(step - 1)
-            loss, grad_norm = self.train_step(lr)
-            interval_time += time.perf_counter() - t0
-            interval_tokens += self.tokens_per_step
-            tokens += self.tokens_per_step
-            if not math.isfinite(loss):
-                raise TelError(
-                    f"the loss became {loss} at step {step}; lower optimizer.lr or "
-                    f"set train.grad_clip (the last good checkpoint is kept)"
-                )
-            if step % train.log_every == 0 or step == train.max_steps:
-                tokens_per_s = interval_tokens / interval_time
-                self.log(
-                    step,
-                    {
-                        "train/loss": loss,
-                        "train/lr": lr,
-                        "train/grad_norm": grad_norm,
-                        "train/tokens": tokens,
-                        "train/tokens_per_s": tokens_per_s,
-                        "train/tflops": tokens_per_s * self.flops_per_token / 1e12,
-                        "time/elapsed_s": time.perf_counter() - started,
-                    },
-                )
-                interval_time, interval_tokens = 0.0, 0
-            if step % train.eval_every == 0 or step == train.max_steps:
-                val = self.evaluate()
-                self.log(step, val)
-                self.save("latest", step)
-                if val["val/loss"] < self.best_val_loss:
-                    self.best_val_loss = val["val/loss"]
-                    self.save("best", step)
-        sample = self.sample(train.max_steps)
-        return RunResult(self.run_dir, train.max_steps, val["val/loss"], self.best_val_loss, sample)
+        if val_loss is not None and not math.isfinite(val_loss):
+            raise TelError(f"the validation loss became {val_loss} at step {step}; {self.kept()}")
+        names = ["latest.pt"]
+        if val_loss is not None and val_loss < self.progress.best_val_loss:
+            self.progress.best_val_loss = val_loss
+            names.append("best.pt")
+        if train.checkpoint_every and step % train.checkpoint_every == 0:
+            names.append(step_file(step))
+        self.progress.checkpoint_step = step
+        state = self.state_dict(step)
+        if self.world.is_main:
+            directory = self.run_dir / "checkpoints"
+            for name in names:
+                save_checkpoint(directory / name, state)
+            prune_step_files(directory, train.keep_last)
+
+    def state_dict(self, step: int) -> dict[str, Any]:
+        return {
+            "step": step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.precision.state_dict(),
+            # The schedule is a function of the step; what it depends on besides is here.
+            "schedule": {"lr_scale": self.lr_scale, "next_lr": self.lr_at(step) * self.lr_scale},
+            "data": self.sampler.state_dict(),
+            "rng": self.world.gather(rng_state()),  # one state per process, by rank
+            "best_val_loss": self.progress.best_val_loss,
+            "tokens": self.progress.tokens,
+            "elapsed_s": self.progress.elapsed_s,
+            "processes": self.world.world_size,
+            "config": to_dict(self.exp),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint: the exact state after its step."""
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TelError(
+                f"cannot resume from the checkpoint of step {state['step']}: {first}"
+            ) from None
+        self.precision.load_state_dict(state["scaler"])
+        self.sampler.load_state_dict(state["data"])
+        states = state["rng"]
+        set_rng_state(states[self.world.rank % len(states)])
+        if len(states) != self.world.world_size:
+            self.info(
+                f"{self.exp.name}: saved by {len(states)} process(es), resumed on "
+                f"{self.world.world_size}: the data stream continues exactly, dropout masks do not"
+            )
+            if self.world.rank >= len(states):
+                torch.manual_seed(self.exp.seed + self.world.rank + state["step"])
+        self.progress = Progress(
+            step=state["step"],
+            tokens=state["tokens"],
+            best_val_loss=state["best_val_loss"],
+            elapsed_s=state["elapsed_s"],
+            checkpoint_step=state["step"],
+        )
+        self.info(f"{self.exp.name}: resuming after step {state['step']}")
 
     def close(self) -> None:
-        for logger in getattr(self, "loggers", []):
+        for logger in self.loggers:
             logger.close()
-        if hasattr(self, "metrics"):
+        if self.metrics is not None:
             self.metrics.close()
+
+
+def resume_checkpoint(run_dir: Path, experiment: Experiment) -> dict[str, Any]:
+    """The checkpoint ``--resume`` continues from, once it is known to fit ``experiment``."""
+    state = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    check_resumable(state, to_dict(experiment), run_dir)
+    if state["step"] >= experiment.train.max_steps:
+        raise TelError(
+            f"{run_dir} has already trained {state['step']} of max_steps = "
+            f"{experiment.train.max_steps}; raise it to continue (--set train.max_steps=N)"
+        )
+    return state
 
 
 def run(
@@ -283,14 +533,28 @@ def run(
     run_dir: Path | None = None,
     registry: Registry | None = None,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> RunResult:
-    """Train ``experiment``, writing its run directory (default ``runs/<name>``)."""
+    """Train ``experiment``, writing its run directory (default ``runs/<name>``).
+
+    ``resume`` continues from the run directory's ``checkpoints/latest.pt``. Under
+    torchrun, every process calls this; they train together (data parallel).
+    """
     run_dir = Path(run_dir or Path("runs") / experiment.name)
-    prepare_run_dir(run_dir, overwrite)
+    world = from_environment()
+    check_run_dir(run_dir, overwrite, resume)  # in every process, so all refuse alike
+    checkpoint = resume_checkpoint(run_dir, experiment) if resume else None
+    device = resolve_device(experiment.train.device, world.local_rank)
     trainer = None
-    try:
-        trainer = Trainer(experiment, run_dir, registry or default_registry())
-        return trainer.fit()
-    finally:
-        if trainer is not None:
-            trainer.close()
+    with process_group(world, device):
+        try:
+            if world.is_main:
+                prepare_run_dir(run_dir, overwrite, checkpoint["step"] if checkpoint else None)
+            world.barrier()
+            registry = registry or default_registry()
+            trainer = Trainer(experiment, run_dir, registry, world, checkpoint)
+            return trainer.fit()
+        finally:
+            if trainer is not None:
+                trainer.close()
+            del trainer  # DDP holds the process group: let it go before the group does

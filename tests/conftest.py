@@ -55,6 +55,17 @@ def corpus(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def paragraphs(tmp_path: Path) -> Path:
+    """Paragraphs of 2 to 40 characters, separated by blank lines: padded rows of unequal
+    lengths for a block size of 16."""
+    text = "the quick brown fox jumps over the lazy dog. " * 2
+    parts = [text[i % 9 * 4 :][: 2 + (i * 7) % 39] for i in range(400)]
+    path = tmp_path / "paragraphs.txt"
+    path.write_text("\n\n".join(parts))
+    return path
+
+
+@pytest.fixture
 def tiny(corpus: Path) -> dict[str, Any]:
     """The TINY experiment as a fresh dict, reading ``corpus``."""
     config = copy.deepcopy(TINY)

@@ -186,3 +186,84 @@ def test_linear_attention_with_a_score_bias_is_one_line(tmp_path, tiny_file):
         *("--set", "model.attention.name=linear", "--set", "model.positional.name=alibi"),
     )
     assert_one_line_error(result, "attention 'linear' never forms attention scores")
+
+
+SIGNAL_PLUGIN = '''
+import os
+import signal
+
+import attrs
+
+from tel_core import hookimpl
+from tel_core.interfaces import Logger
+
+
+@attrs.frozen
+class Options:
+    step: int = 1
+    signal: str = "SIGTERM"
+
+
+class SignalLogger(Logger):
+    """Sends this process a signal at a given step, as a scheduler or a person would."""
+
+    def __init__(self, options, ctx):
+        self.options = options
+
+    def log(self, step, metrics):
+        if step == self.options.step and "train/loss" in metrics:
+            os.kill(os.getpid(), getattr(signal, self.options.signal))
+
+
+@hookimpl
+def register_loggers(register):
+    register("signal", SignalLogger, options=Options)
+'''
+
+
+def test_sigterm_saves_a_checkpoint_exits_143_and_resume_finishes(tmp_path, tiny):
+    # A real plugin distribution on the path: the signal arrives inside `tel run`.
+    (tmp_path / "tel_test_signal.py").write_text(SIGNAL_PLUGIN)
+    dist = tmp_path / "tel_test_signal-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tel-test-signal\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[tel]\nsignal = tel_test_signal\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    tiny["train"].update(max_steps=8, eval_every=5)
+    tiny["loggers"] = [{"name": "signal", "step": 3, "signal": "SIGTERM"}]
+    path = tmp_path / "stop.toml"
+    path.write_text(tomli_w.dumps(tiny))
+    run_dir = tmp_path / "run"
+
+    stopped = tel("run", str(path), "--run-dir", str(run_dir), env=env)
+    assert stopped.returncode == 143, stopped.stderr
+    lines = stopped.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stopped.stderr
+    assert lines[0].startswith("tel: stopped by SIGTERM after step 3; saved ")
+    assert "--resume" in lines[0]
+
+    changed = tel(
+        "run",
+        str(path),
+        "--run-dir",
+        str(run_dir),
+        "--resume",
+        "--set",
+        "model.n_layers=3",
+        env=env,
+    )
+    assert_one_line_error(changed, "cannot resume", "model.n_layers (2 -> 3)")
+
+    resumed = tel("run", str(path), "--run-dir", str(run_dir), "--resume", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after step 3" in resumed.stdout
+    steps = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in steps if "train/loss" in r] == list(range(1, 9))
+
+
+def test_fp16_on_a_cpu_is_one_line(tmp_path, tiny_file):
+    result = tel(
+        "run", str(tiny_file), "--run-dir", str(tmp_path / "run"),
+        "--set", "train.precision=fp16", "--set", "train.device=cpu",
+    )  # fmt: skip
+    assert_one_line_error(result, 'precision = "fp16" needs a CUDA device')

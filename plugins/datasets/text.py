@@ -23,10 +23,20 @@ class TextOptions:
     #: Where to download the (single) file from when it is missing; http(s) or file URL.
     url: str | None = None
     encoding: str = "utf-8"
+    #: Cut the text into documents at each occurrence of this string (e.g. "\n\n": one
+    #: document a paragraph), as ``batching = "pad"`` wants; a document goes to the split
+    #: where it starts. Default: each split is one document.
+    separator: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.min_len(1))
+    )
 
 
 class TextDataset(Dataset):
-    """Some files, concatenated: the first 1 - val_fraction trains, the rest validates."""
+    """Some files, concatenated: the first 1 - val_fraction trains, the rest validates.
+
+    With a separator, the text is cut into documents and each document goes whole to the
+    split in which it starts.
+    """
 
     def __init__(self, options: TextOptions, ctx: DataContext) -> None:
         if not options.paths:
@@ -44,6 +54,7 @@ class TextDataset(Dataset):
                 )
             self.files += [Path(m) for m in matches if Path(m).is_file()]
         self.encoding = options.encoding
+        self.separator = options.separator
         self.val_fraction = ctx.val_fraction
 
     def _text(self) -> str:
@@ -55,11 +66,19 @@ class TextDataset(Dataset):
     def documents(self, split: Split) -> Iterator[str]:
         text = self._text()
         cut = int(len(text) * (1.0 - self.val_fraction))
-        yield text[:cut] if split == "train" else text[cut:]
+        if self.separator is None:
+            yield text[:cut] if split == "train" else text[cut:]
+            return
+        start = 0
+        for document in text.split(self.separator):
+            in_train = start < cut
+            start += len(document) + len(self.separator)
+            if document and in_train == (split == "train"):
+                yield document
 
     def fingerprint(self) -> str:
         stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in self.files]
-        key = f"{stats}|{self.encoding}|{self.val_fraction}"
+        key = f"{stats}|{self.encoding}|{self.val_fraction}|{self.separator!r}"
         return hashlib.sha256(key.encode()).hexdigest()
 
 

@@ -48,3 +48,13 @@ def test_fingerprint_changes_with_the_content(tmp_path):
     before = TextDataset(TextOptions(paths=[str(path)]), CTX).fingerprint()
     path.write_text("three")
     assert TextDataset(TextOptions(paths=[str(path)]), CTX).fingerprint() != before
+
+
+def test_a_separator_cuts_documents_and_keeps_each_whole_in_one_split(tmp_path):
+    (tmp_path / "a.txt").write_text("one\n\ntwo two\n\n\n\nthree\n\nfour")
+    options = TextOptions(paths=[str(tmp_path / "a.txt")], separator="\n\n")
+    ds = TextDataset(options, CTX)
+    # 27 characters, cut at 20: "three" starts before the cut (at 16), "four" after.
+    assert list(ds.documents("train")) == ["one", "two two", "three"]
+    assert list(ds.documents("val")) == ["four"]
+    assert ds.fingerprint() != TextDataset(TextOptions(paths=options.paths), CTX).fingerprint()

@@ -1,0 +1,202 @@
+"""From tokens to batches: the rows an optimizer step trains on.
+
+Two modes, chosen by ``[data] batching``:
+
+- ``windows``: random contiguous windows of ``block_size + 1`` tokens from the
+  concatenated token stream, crossing document boundaries. Every target is real.
+- ``pad``: one document a row (a random ``block_size + 1`` window of a longer one),
+  padded at the end. Padded targets are ``IGNORE_INDEX``: the loss skips them and no
+  token count includes them. Rows are always padded to ``block_size`` so that every
+  batch has one shape (``torch.compile`` then compiles once).
+
+The data of a step is one *global* batch drawn from one seeded generator, identical in
+every process; process r of N takes its own contiguous share of the rows. A single
+process sees exactly the union, so N processes train on the same data as one, and the
+generator state alone is the position in the data (saved in checkpoints).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+from tel_core.config import TrainConfig
+from tel_core.errors import ConfigError, TelError
+
+#: The target of a padded position: ``F.cross_entropy(..., ignore_index=IGNORE_INDEX)``.
+IGNORE_INDEX = -100
+#: The input id at a padded position. Any valid id would do: the model is causal and
+#: padding comes after the real tokens, so it never changes a real position's output.
+PAD_INPUT = 0
+
+
+@attrs.frozen
+class BatchPlan:
+    """How one optimizer step is split over processes and micro-batches."""
+
+    batch_size: int  # sequences per optimizer step, every process together
+    world_size: int  # processes
+    micro_size: int  # sequences per forward pass in one process
+
+    @property
+    def rows_per_process(self) -> int:
+        return self.batch_size // self.world_size
+
+    @property
+    def accumulation_steps(self) -> int:
+        """Micro-batches per optimizer step in each process."""
+        return self.rows_per_process // self.micro_size
+
+
+def plan_batches(train: TrainConfig, world_size: int) -> BatchPlan:
+    """Split ``train.batch_size`` over ``world_size`` processes and micro-batches."""
+    if train.batch_size % world_size:
+        raise ConfigError(
+            f"[train] batch_size ({train.batch_size}) must be a multiple of the number of "
+            f"processes ({world_size})"
+        )
+    rows = train.batch_size // world_size
+    micro = train.micro_batch_size or rows
+    if rows % micro:
+        raise ConfigError(
+            f"[train] micro_batch_size ({micro}) must divide each process's share of "
+            f"batch_size ({train.batch_size} / {world_size} processes = {rows})"
+        )
+    return BatchPlan(train.batch_size, world_size, micro)
+
+
+@attrs.frozen
+class Batch:
+    """One process's rows of a step, and the counts of the whole step."""
+
+    inputs: torch.Tensor  # (rows, block_size) token ids
+    targets: torch.Tensor  # (rows, block_size) next-token ids, IGNORE_INDEX where padded
+    total_tokens: int  # real target tokens in the whole step, every process together
+    total_rows: int  # sequences in the whole step, every process together
+
+    def micro_batches(self, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return list(zip(self.inputs.split(size), self.targets.split(size), strict=True))
+
+
+def shard(n_rows: int, rank: int, world_size: int) -> slice:
+    """The rows of a global batch that process ``rank`` takes: a contiguous share."""
+    per = n_rows // world_size
+    return slice(rank * per, (rank + 1) * per)
+
+
+class WindowSampler:
+    """Random contiguous windows of ``block_size + 1`` tokens: inputs and shifted targets.
+
+    Draws come from a generator of its own, so the data stream is a function of the seed
+    alone (and its position can be saved and restored exactly).
+    """
+
+    def __init__(self, tokens: np.ndarray, block_size: int, seed: int) -> None:
+        self.tokens = tokens
+        self.block_size = block_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Batch:
+        high = len(self.tokens) - self.block_size  # last start that leaves room for a target
+        starts = torch.randint(high, (batch_size,), generator=self.generator)
+        mine = starts[shard(batch_size, rank, world_size)].tolist()
+        rows = np.stack([self.tokens[s : s + self.block_size + 1] for s in mine]).astype(np.int64)
+        batch = torch.from_numpy(rows)
+        return Batch(batch[:, :-1], batch[:, 1:], batch_size * self.block_size, batch_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class PadSampler:
+    """One document a row, padded to ``block_size``; documents drawn uniformly at random.
+
+    A document longer than ``block_size + 1`` tokens contributes a random window of that
+    length; documents of fewer than 2 tokens (no target) are never drawn.
+    """
+
+    def __init__(
+        self, tokens: np.ndarray, offsets: np.ndarray, block_size: int, seed: int, split: str
+    ) -> None:
+        self.tokens = tokens
+        self.block_size = block_size
+        lengths = np.diff(offsets)
+        usable = lengths >= 2
+        if not usable.any():
+            raise TelError(
+                f"pad batching: no document of the {split} split has 2 tokens or more; "
+                f'set a separator on the dataset or use batching = "windows"'
+            )
+        self.starts = np.asarray(offsets[:-1])[usable].astype(np.int64)
+        self.lengths = lengths[usable].astype(np.int64)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def n_documents(self) -> int:
+        return len(self.starts)
+
+    def sample(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Batch:
+        # Draw for the whole global batch (every process consumes the generator alike).
+        docs = torch.randint(self.n_documents, (batch_size,), generator=self.generator).numpy()
+        where = torch.rand(batch_size, generator=self.generator, dtype=torch.float64).numpy()
+        lengths = self.lengths[docs]
+        spans = np.minimum(lengths, self.block_size + 1)  # tokens of each row, with its target
+        starts = self.starts[docs] + np.floor(where * (lengths - spans + 1)).astype(np.int64)
+        mine = shard(batch_size, rank, world_size)
+        inputs = np.full((len(starts[mine]), self.block_size), PAD_INPUT, dtype=np.int64)
+        targets = np.full_like(inputs, IGNORE_INDEX)
+        for i, (start, span) in enumerate(zip(starts[mine], spans[mine], strict=True)):
+            row = self.tokens[start : start + span].astype(np.int64)
+            inputs[i, : span - 1] = row[:-1]
+            targets[i, : span - 1] = row[1:]
+        total_tokens = int((spans - 1).sum())
+        return Batch(torch.from_numpy(inputs), torch.from_numpy(targets), total_tokens, batch_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+Sampler = WindowSampler | PadSampler
+
+
+def make_sampler(
+    mode: str, tokens: np.ndarray, offsets: np.ndarray, block_size: int, seed: int, split: str
+) -> Sampler:
+    if mode == "pad":
+        return PadSampler(tokens, offsets, block_size, seed, split)
+    return WindowSampler(tokens, block_size, seed)
+
+
+#: Validation rows are drawn with this seed, not the run's, so that runs with different
+#: seeds are scored on the same text.
+EVAL_SEED = 0
+
+
+def eval_batches(
+    mode: str,
+    tokens: np.ndarray,
+    offsets: np.ndarray,
+    block_size: int,
+    batch_size: int,
+    n_batches: int,
+    micro_size: int,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A fixed set of validation rows, identical at every evaluation of every run.
+
+    ``n_batches`` draws of ``batch_size`` rows (whatever the number of processes), cut
+    into pieces of ``micro_size`` rows for the forward passes.
+    """
+    sampler = make_sampler(mode, tokens, offsets, block_size, EVAL_SEED, "val")
+    pieces = []
+    for _ in range(n_batches):
+        pieces += sampler.sample(batch_size).micro_batches(micro_size)
+    return pieces

@@ -1,0 +1,108 @@
+"""The loop's switches: precision, compile, activation checkpointing, lr scaling, metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from tel_core.config import TrainConfig
+from tel_core.config_loader import experiment_from_dict
+from tel_core.errors import ConfigError
+from tel_core.precision import native_bf16, resolve_precision
+from tel_core.train import run
+
+CPU = torch.device("cpu")
+
+
+def train_records(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if "train/loss" in r]
+
+
+def losses(run_dir):
+    return [r["train/loss"] for r in train_records(run_dir)]
+
+
+def test_bf16_autocast_on_cpu_trains_close_to_fp32(tmp_path, registry, tiny):
+    run(experiment_from_dict(tiny, registry), tmp_path / "fp32", registry)
+    tiny["train"]["precision"] = "bf16"
+    run(experiment_from_dict(tiny, registry), tmp_path / "bf16", registry)
+    fp32, bf16 = losses(tmp_path / "fp32"), losses(tmp_path / "bf16")
+    assert bf16 != fp32  # autocast did change the arithmetic ...
+    assert bf16 == pytest.approx(fp32, abs=0.01)  # ... and not the training
+    manifest = json.loads((tmp_path / "bf16" / "manifest.json").read_text())
+    assert manifest["precision"] == "bf16"
+
+
+def test_fp16_needs_cuda(tmp_path, registry, tiny):
+    with pytest.raises(ConfigError, match=r'precision = "fp16" needs a CUDA device'):
+        resolve_precision("fp16", CPU)
+    tiny["train"].update(precision="fp16", device="cpu")
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it():
+    assert resolve_precision("auto", CPU) == ("bf16" if native_bf16(CPU) else "fp32")
+    assert resolve_precision("bf16", CPU) == "bf16"
+    assert resolve_precision("fp32", CPU) == "fp32"
+
+
+def test_activation_checkpointing_changes_no_number(tmp_path, registry, tiny):
+    tiny["model"]["dropout"] = 0.1  # recomputation must replay the same dropout masks
+    run(experiment_from_dict(tiny, registry), tmp_path / "plain", registry)
+    tiny["train"]["activation_checkpointing"] = True
+    run(experiment_from_dict(tiny, registry), tmp_path / "checkpointed", registry)
+    assert losses(tmp_path / "checkpointed") == losses(tmp_path / "plain")
+
+
+def test_compiled_training_matches_eager(tmp_path, registry, tiny, capsys):
+    # About 40 s on two cores the first time (inductor builds C++), seconds once cached.
+    tiny["train"].update(max_steps=3, eval_every=3)
+    run(experiment_from_dict(tiny, registry), tmp_path / "eager", registry)
+    tiny["train"]["compile"] = True
+    run(experiment_from_dict(tiny, registry), tmp_path / "compiled", registry)
+    assert losses(tmp_path / "compiled") == pytest.approx(losses(tmp_path / "eager"), abs=1e-5)
+    out = capsys.readouterr().out
+    assert "compiling the model with torch.compile: the first step is slow" in out
+    assert "the first step (compiling) took" in out
+
+
+def test_lr_scaling():
+    assert TrainConfig(batch_size=64, lr_scaling="linear", reference_batch_size=16).lr_scale == 4
+    assert TrainConfig(batch_size=64, lr_scaling="sqrt", reference_batch_size=16).lr_scale == 2
+    assert TrainConfig(batch_size=64, reference_batch_size=16).lr_scale == 1
+    with pytest.raises(ValueError, match="needs reference_batch_size"):
+        TrainConfig(lr_scaling="sqrt")
+
+
+def test_scaled_learning_rates_reach_the_optimizer(tmp_path, registry, tiny):
+    run(experiment_from_dict(tiny, registry), tmp_path / "plain", registry)
+    tiny["train"].update(lr_scaling="linear", reference_batch_size=2)  # batch 4: x2
+    run(experiment_from_dict(tiny, registry), tmp_path / "scaled", registry)
+    plain, scaled = train_records(tmp_path / "plain"), train_records(tmp_path / "scaled")
+    assert [r["train/lr"] for r in scaled] == pytest.approx([2 * r["train/lr"] for r in plain])
+    assert losses(tmp_path / "scaled") != losses(tmp_path / "plain")
+
+
+def test_lr_scaling_without_a_reference_is_a_config_error(registry, tiny):
+    tiny["train"]["lr_scaling"] = "linear"
+    with pytest.raises(ConfigError, match=r"\[train\].*needs reference_batch_size"):
+        experiment_from_dict(tiny, registry)
+
+
+def test_the_loop_reports_tokens_clipping_memory_and_time(tmp_path, registry, tiny):
+    tiny["train"].update(grad_clip=0.5, micro_batch_size=2)
+    run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)
+    records = train_records(tmp_path / "run")
+    for r in records:
+        assert r["train/tokens_per_step"] == 4 * 16
+        assert r["train/clipped"] == int(r["train/grad_norm"] > 0.5)
+        assert r["mem/peak_mb"] > 10 and r["time/step_s"] > 0
+        assert math.isfinite(r["train/tokens_per_s"])
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["accumulation_steps"] == 2 and manifest["tokens_per_step"] == 64

@@ -1,0 +1,176 @@
+"""Checkpoints, exact resume, and stopping well (signals, non-finite losses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import attrs
+import pytest
+
+import tel_core.train
+from tel_core import hookimpl
+from tel_core.checkpoint import load_checkpoint
+from tel_core.config_loader import experiment_from_dict
+from tel_core.errors import ConfigError, TelError
+from tel_core.interfaces import Logger
+from tel_core.stopping import Stopped
+from tel_core.train import run
+
+
+def records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def losses(run_dir) -> dict[int, float]:
+    return {r["step"]: r["train/loss"] for r in records(run_dir) if "train/loss" in r}
+
+
+@attrs.frozen
+class SignalOptions:
+    step: int = 1
+    signal: str = "SIGINT"
+
+
+class SignalLogger(Logger):
+    """Sends this process a signal when it sees a step: a Ctrl-C at an exact moment."""
+
+    def __init__(self, options: SignalOptions, ctx) -> None:
+        self.options = options
+
+    def log(self, step, metrics):
+        if step == self.options.step and "train/loss" in metrics:
+            os.kill(os.getpid(), getattr(signal, self.options.signal))
+
+
+class SignalPlugin:
+    @hookimpl
+    def register_loggers(self, register):
+        register("signal", SignalLogger, options=SignalOptions)
+
+
+@pytest.fixture
+def long_run(tiny):
+    """The tiny experiment over 40 steps, with dropout (so the random state matters)."""
+    tiny["model"]["dropout"] = 0.1
+    tiny["train"].update(max_steps=40, eval_every=15, checkpoint_every=10, keep_last=2)
+    return tiny
+
+
+def test_a_run_resumed_at_step_20_continues_exactly(tmp_path, registry, long_run):
+    run(experiment_from_dict(long_run, registry), tmp_path / "whole", registry)
+
+    registry.add_plugin(SignalPlugin(), name="signal")
+    long_run["loggers"] = [{"name": "signal", "step": 20}]
+    with pytest.raises(Stopped) as stopped:
+        run(experiment_from_dict(long_run, registry), tmp_path / "resumed", registry)
+    assert stopped.value.exit_code == 130
+    assert "stopped by SIGINT after step 20" in str(stopped.value)
+    assert max(losses(tmp_path / "resumed")) == 20
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoints" / "latest.pt")["step"] == 20
+
+    long_run["loggers"] = []
+    result = run(
+        experiment_from_dict(long_run, registry), tmp_path / "resumed", registry, resume=True
+    )
+    whole, resumed = losses(tmp_path / "whole"), losses(tmp_path / "resumed")
+    assert list(resumed) == list(range(1, 41))  # every step once
+    assert [resumed[s] for s in range(21, 41)] == [whole[s] for s in range(21, 41)]
+    assert result.best_val_loss == run_best(tmp_path / "whole")
+    checkpoints = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir())
+    assert checkpoints == ["best.pt", "latest.pt", "step_0000030.pt", "step_0000040.pt"]
+
+
+def run_best(run_dir):
+    return min(r["val/loss"] for r in records(run_dir) if "val/loss" in r)
+
+
+def test_a_resume_drops_metrics_logged_after_the_checkpoint(tmp_path, registry, tiny):
+    tiny["train"]["checkpoint_every"] = 3
+    run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    # As if killed after step 6 with its last checkpoint from step 3: steps 4-6 are redone.
+    (checkpoints / "step_0000003.pt").replace(checkpoints / "latest.pt")
+    assert load_checkpoint(checkpoints / "latest.pt")["step"] == 3
+    before = losses(tmp_path / "run")
+    run(experiment_from_dict(tiny, registry), tmp_path / "run", registry, resume=True)
+    after = records(tmp_path / "run")
+    assert [r["step"] for r in after if "train/loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert losses(tmp_path / "run") == before
+
+
+def test_resuming_with_another_model_or_data_is_refused(tmp_path, registry, tiny):
+    run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)
+    tiny["train"]["max_steps"] = 8  # the train section may change
+    tiny["model"]["d_model"] = 64
+    tiny["data"]["block_size"] = 8
+    with pytest.raises(ConfigError) as error:
+        run(experiment_from_dict(tiny, registry), tmp_path / "run", registry, resume=True)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "model.d_model (32 -> 64)" in message and "data.block_size (16 -> 8)" in message
+    assert "max_steps" not in message
+
+
+def test_resume_needs_a_checkpoint_and_steps_left(tmp_path, registry, tiny):
+    exp = experiment_from_dict(tiny, registry)
+    with pytest.raises(TelError, match="nothing to resume"):
+        run(exp, tmp_path / "run", registry, resume=True)
+    run(exp, tmp_path / "run", registry)
+    with pytest.raises(TelError, match="already trained 6 of max_steps = 6"):
+        run(exp, tmp_path / "run", registry, resume=True)
+
+
+def poison_the_loss_at(monkeypatch, steps: set[int]) -> None:
+    """The loss of the given steps becomes NaN (each step is one micro-batch here)."""
+    calls = {"n": 0}
+    real = tel_core.train.step_loss
+
+    def step_loss(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] in steps else loss
+
+    monkeypatch.setattr(tel_core.train, "step_loss", step_loss)
+
+
+def test_a_nonfinite_loss_stops_the_run_and_keeps_the_good_checkpoint(
+    tmp_path, registry, tiny, monkeypatch
+):
+    tiny["train"].update(max_steps=8, eval_every=2)
+    poison_the_loss_at(monkeypatch, {5})
+    with pytest.raises(TelError) as error:
+        run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)
+    assert "the loss became nan" in str(error.value) and "at step 5" in str(error.value)
+    assert "last good checkpoint (step 4) is kept" in str(error.value)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 4
+
+
+def test_a_nonfinite_loss_can_skip_the_update(tmp_path, registry, tiny, monkeypatch):
+    run(experiment_from_dict(tiny, registry), tmp_path / "clean", registry)
+    tiny["train"]["nonfinite"] = "skip"
+    poison_the_loss_at(monkeypatch, {6})
+    run(experiment_from_dict(tiny, registry), tmp_path / "skip", registry)
+    skipped = [r for r in records(tmp_path / "skip") if "train/loss" in r]
+    assert [r["train/skipped"] for r in skipped] == [0, 0, 0, 0, 0, 1]
+    assert skipped[-1]["train/loss"] is None  # NaN is written as null
+    # Steps 1-5 trained as in the clean run.
+    assert [r["train/loss"] for r in skipped[:5]] == list(losses(tmp_path / "clean").values())[:5]
+
+
+def test_step_checkpoints_keep_the_newest(tmp_path, registry, tiny):
+    tiny["train"].update(checkpoint_every=2, keep_last=2, eval_every=100)
+    run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == [
+        "best.pt",
+        "latest.pt",
+        "step_0000004.pt",
+        "step_0000006.pt",
+    ]
+    state = load_checkpoint(checkpoints / "step_0000004.pt")
+    assert state["step"] == 4
+    assert set(state) >= {"model", "optimizer", "scaler", "rng", "data", "best_val_loss"}
+    assert set(state["rng"][0]) == {"python", "numpy", "torch", "cuda"}
+    assert not list(checkpoints.glob(".*.tmp"))  # written atomically, nothing left over
