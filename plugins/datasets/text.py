@@ -22,6 +22,7 @@ class TextOptions:
     paths: list[str] = attrs.field(factory=list)
     #: Where to download the (single) file from when it is missing; http(s) or file URL.
     url: str | None = None
+    #: The files' text encoding.
     encoding: str = "utf-8"
 
 

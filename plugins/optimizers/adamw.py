@@ -11,9 +11,13 @@ from tel_core.interfaces import ParameterGroups
 
 @attrs.frozen
 class AdamWOptions:
+    #: Peak learning rate; the schedule scales it step by step.
     lr: float = attrs.field(default=1e-3, validator=attrs.validators.gt(0))
+    #: Decoupled weight decay, applied to weight matrices only.
     weight_decay: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
+    #: Decay rates of the running averages of the gradient and of its square.
     betas: tuple[float, float] = (0.9, 0.95)
+    #: Added to the denominator, for numerical stability.
     eps: float = attrs.field(default=1e-8, validator=attrs.validators.gt(0))
     #: Also decay embedding tables (and so a tied LM head), as nanoGPT does.
     decay_embeddings: bool = False
