@@ -22,6 +22,11 @@ class SGDOptions:
     #: Also decay embedding tables (and so a tied LM head).
     decay_embeddings: bool = False
 
+    def __attrs_post_init__(self) -> None:
+        # Checked here, not left to torch: a bad value is then one line naming the file.
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov = true needs momentum > 0")
+
 
 def sgd(options: SGDOptions, params: ParameterGroups, lr: float) -> torch.optim.Optimizer:
     """SGD with momentum; weight decay (L2) on weight matrices only."""
