@@ -64,20 +64,25 @@ def _schedule(options, ctx):
     return lambda step: ctx.base_lr
 
 
+def schedule_component(name: str, options: type) -> Component:
+    source = Source(plugin="test", module=__name__)
+    return Component(kind="schedule", name=name, factory=_schedule, options=options, source=source)
+
+
 def test_required_options_must_be_given():
-    component = Component("schedule", "needy", _schedule, Needs, Source("t", __name__))
+    component = schedule_component("needy", Needs)
     with pytest.raises(ConformanceError, match=r"has required options .*pass options="):
         check_schedule(component)
     check_schedule(component, {"where": "here"})
 
 
 def test_options_must_survive_the_run_directorys_config_toml():
-    raw = Component("schedule", "raw", _schedule, Raw, Source("t", __name__))
+    raw = schedule_component("raw", Raw)
     with pytest.raises(
         ConformanceError, match=r"options survive config\.toml: .*cannot be written"
     ):
         check_schedule(raw)
-    needy = Component("schedule", "needy", _schedule, Needs, Source("t", __name__))
+    needy = schedule_component("needy", Needs)
     with pytest.raises(ConformanceError, match=r"read back as .*cap=5.*, not .*cap=None"):
         check_schedule(needy, Needs(where="here", cap=None))
 
@@ -88,7 +93,7 @@ class Bare:
 
 
 def test_undocumented_options_are_a_warning_not_a_failure():
-    component = Component("schedule", "bare", _schedule, Bare, Source("t", __name__))
+    component = schedule_component("bare", Bare)
     with pytest.warns(UndocumentedOptionsWarning, match="schedule 'bare': .*: warmup"):
         check_schedule(component)
 

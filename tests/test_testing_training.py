@@ -25,7 +25,8 @@ class Flaw:
 
 
 def component(kind: str, factory) -> Component:
-    return Component(kind, "flawed", factory, Flaw, Source("test", __name__))
+    source = Source(plugin="test", module=__name__)
+    return Component(kind=kind, name="flawed", factory=factory, options=Flaw, source=source)
 
 
 # -- optimizer ------------------------------------------------------------------------

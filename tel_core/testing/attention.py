@@ -51,15 +51,17 @@ def check_attention(
 ) -> None:
     """Check an attention variant against the ``register_attention`` contract.
 
-    Builds it with ``factory(options, ctx)`` and checks, with a positional encoding that
-    does nothing: output shape, dtype and finiteness; causality (changing token t changes
-    no output before t); sequences of one and of any shorter length give the first
+    Builds it with ``factory(options, ctx)`` (default ``model_context()``) and checks,
+    with a positional encoding that does nothing: output shape, dtype and finiteness;
+    the same input twice gives the same output; causality (changing token t changes no
+    output before t); a sequence of one, or of any shorter length, gives the first
     outputs of a longer one; a batch of one; a gradient reaches every parameter and the
-    input; it calls ``positional.rotate`` on q and k and adds ``positional.score_bias``
-    to the scores; two builds under one seed are identical (dropout included); it works
-    in bfloat16 (also with a float32 score bias) close to float32. The core checks then
-    run again with every registered positional encoding that acts inside attention (or
-    the ones named in ``positionals``).
+    input. Then: it calls ``positional.rotate`` on q and k and ``positional.score_bias``,
+    and their results change its output; two builds under one seed are identical, and
+    so are two training passes (dropout included); bfloat16 stays close to float32, also
+    with a float32 score bias. The core checks then run again with every registered
+    positional encoding that acts inside attention (or the ones named in
+    ``positionals``).
 
     Raises ``ConformanceError`` naming the check and what broke.
     """
