@@ -55,7 +55,7 @@ class ModelConfig:
     dropout: float = attrs.field(default=0.0, validator=_dropout)
     bias: bool = True  # biases in linear layers
     tie_embeddings: bool = True  # the LM head shares the token embedding's weights
-    norm_placement: Literal["pre", "post"] = "pre"
+    norm_placement: Literal["pre", "post", "sandwich"] = "pre"
     attention: Selection = component("attention", default="causal")
     positional: Selection = component("positional", default="learned")
     norm: Selection = component("norm", default="layernorm")

@@ -3,7 +3,9 @@
 An experiment is built from layers, lowest first: the files reached through ``extends``,
 the file itself, then the ``--set`` overrides. Layers are deep-merged. Each error names
 the layer (file, or ``--set`` item) that supplied the offending key, the table, the key,
-and what would be valid.
+and what would be valid. Constraints that span keys (``n_kv_heads`` must divide
+``n_heads``) are the model components' ``check`` functions, run once the whole
+experiment is read and reported against the component's table.
 """
 
 from __future__ import annotations
@@ -242,6 +244,17 @@ class _Structurer:
         owner = f"{kind} {component.name!r}"
         return Selection(component.name, self.table(component.options, options, path, owner))
 
+    def check_model(self, experiment: Experiment) -> None:
+        """Run the model components' checks: constraints across keys, before any tensor."""
+        from tel_core.model import check_model  # torch is loaded with the plugins anyway
+
+        check_model(
+            experiment.model,
+            experiment.data.block_size,
+            self.registry,
+            where=lambda kind: self.where(("model", kind)),
+        )
+
     def _unknown_key(
         self, key: str, fields: dict[str, attrs.Attribute], path: KeyPath, owner: str
     ) -> None:
@@ -260,7 +273,10 @@ def structure(layers: Sequence[Layer], registry: Registry) -> Experiment:
     merged: dict[str, Any] = {}
     for layer in layers:
         merged = merge(merged, layer.data)
-    return _Structurer(layers, registry).table(Experiment, merged, ())
+    structurer = _Structurer(layers, registry)
+    experiment = structurer.table(Experiment, merged, ())
+    structurer.check_model(experiment)
+    return experiment
 
 
 def load_experiment(

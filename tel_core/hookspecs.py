@@ -6,17 +6,28 @@ Each hook hands the plugin a ``register`` callback::
     def register_positional(register):
         register("rope", RoPE, options=RoPEOptions)
 
-``register(name, factory, options=None)`` adds one component. ``options`` is an attrs
-class: tel structures the component's TOML table (minus ``name``) into it, rejecting
-unknown keys, and passes the instance to the factory as its first argument. A callback
-(rather than a return value) lets one plugin register many components and lets these
-hooks grow new keyword arguments without breaking existing plugins.
+``register(name, factory, options=None, check=None)`` adds one component. ``options`` is
+an attrs class: tel structures the component's TOML table (minus ``name``) into it,
+rejecting unknown keys, and passes the instance to the factory as its first argument. A
+callback (rather than a return value) lets one plugin register many components and lets
+these hooks grow new keyword arguments without breaking existing plugins.
+
+``check(options, ctx: tel_core.interfaces.ModelContext) -> None`` (model components
+only: attention, positional, norm, ffn) rejects a combination that the options class
+alone cannot judge, because it depends on the rest of the model (``n_kv_heads`` must
+divide ``n_heads``; RoPE must rotate an even number of head dims). It raises
+``ValueError`` (or ``ConfigError``) with one line naming the keys, e.g. ``"n_kv_heads
+(3) must divide n_heads (4)"``. The config loader runs every selected component's check
+right after reading the experiment, before any tensor is built, and puts the file and
+table in front: ``x.toml [model.attention]: n_kv_heads (3) must divide n_heads (4)``.
+Building a model runs the checks again, for models built without the loader.
 
 The docstring of each hook states the factory's contract; ``tel_core.testing`` checks it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import pluggy
@@ -25,7 +36,13 @@ hookspec = pluggy.HookspecMarker("tel")
 
 
 class Register(Protocol):
-    def __call__(self, name: str, factory: Any, options: type | None = None) -> None: ...
+    def __call__(
+        self,
+        name: str,
+        factory: Any,
+        options: type | None = None,
+        check: Callable[[Any, Any], None] | None = None,
+    ) -> None: ...
 
 
 @hookspec
@@ -57,6 +74,13 @@ def register_attention(register: Register) -> None:
     ``positional`` is the model's ``tel_core.nn.Positional``: call its ``rotate`` on q and
     k and add its ``score_bias`` to the attention scores. Output at position t must not
     depend on any input after t.
+
+    Attention probabilities: a variant that can compute them subclasses
+    ``tel_core.nn.Attention``, sets ``can_record = True`` and, in ``forward``, passes its
+    (B, n_heads, T, T) probabilities to ``self.record(p)`` while ``self.recording`` is
+    true (``tel_core.nn.record_attention(model)`` switches that on). A fast path that never
+    forms them may take slower maths while recording. Any other attention module makes
+    ``record_attention`` raise an error that names it.
     """
 
 
@@ -75,7 +99,9 @@ def register_norms(register: Register) -> None:
     """Register normalisation layers.
 
     ``factory(options, dim: int) -> torch.nn.Module`` normalising the last dimension of
-    its input, of size ``dim``, and returning the same shape.
+    its input, of size ``dim``, and returning the same shape. Norms are built at the
+    model's width and, for QK-norm, at the head width. A ``check`` receives the
+    ``ModelContext``.
     """
 
 

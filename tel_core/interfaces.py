@@ -19,7 +19,8 @@ Split = Literal["train", "val"]
 
 @attrs.frozen
 class ModelContext:
-    """The model's shape, handed to attention, positional and feed-forward factories."""
+    """The model's shape, handed to attention, positional and feed-forward factories, and
+    to every model component's ``check``."""
 
     d_model: int
     n_heads: int

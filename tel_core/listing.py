@@ -60,6 +60,8 @@ def component_info(component: Component) -> dict[str, Any]:
         **_source(component.source),
         "factory": _qualified(component.factory),
         "options_class": _qualified(component.options),
+        # The check of a model component, run on the whole model before anything is built.
+        "check": _qualified(check) if (check := getattr(component, "check", None)) else None,
         "options": [
             {
                 "name": o.name,
@@ -177,6 +179,8 @@ def print_component(info: dict[str, Any]) -> None:
         f"  from     {_origin(info)}, plugin {info['plugin']} ({info['module']})", markup=False
     )
     console.print(f"  factory  {info['factory']}", markup=False)
+    if info["check"]:
+        console.print(f"  check    {info['check']}", markup=False)
     console.print(f"  options  {info['options_class']}", markup=False)
     for option in info["options"]:
         console.print(f"    {_option_head(option)}", markup=False)

@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 from tel_core.config import ModelConfig
+from tel_core.errors import ConfigError
 from tel_core.interfaces import ModelContext, ParameterGroups
-from tel_core.nn import Positional, is_residual_projection
-from tel_core.registry import Registry
+from tel_core.nn import Positional, is_residual_projection, mark_attention
+from tel_core.registry import MODEL_KINDS, Registry
 
 
 @attrs.frozen
@@ -30,11 +31,13 @@ class ModelParts:
     ffn: Callable[[], nn.Module]
 
 
-def model_parts(cfg: ModelConfig, block_size: int, registry: Registry) -> ModelParts:
+def model_context(cfg: ModelConfig, block_size: int, registry: Registry) -> ModelContext:
+    """What the model's components are told about the model (building nothing yet)."""
+
     def norm(dim: int) -> nn.Module:
         return registry.build("norm", cfg.norm, dim)
 
-    ctx = ModelContext(
+    return ModelContext(
         d_model=cfg.d_model,
         n_heads=cfg.n_heads,
         n_layers=cfg.n_layers,
@@ -43,6 +46,31 @@ def model_parts(cfg: ModelConfig, block_size: int, registry: Registry) -> ModelP
         bias=cfg.bias,
         make_norm=norm,
     )
+
+
+def check_model(
+    cfg: ModelConfig,
+    block_size: int,
+    registry: Registry,
+    where: Callable[[str], str] = lambda kind: f"[model.{kind}]",
+) -> None:
+    """Run the ``check`` of every selected model component; ``where(kind)`` locates errors.
+
+    Components are checked before any is built, so that an impossible combination is one
+    clear line naming the keys rather than a shape error deep inside a constructor.
+    """
+    ctx = model_context(cfg, block_size, registry)
+    for kind in MODEL_KINDS:  # each is also the ModelConfig field that selects it
+        try:
+            registry.check(kind, getattr(cfg, kind), ctx)
+        except ConfigError as exc:
+            raise ConfigError(f"{where(kind)}: {exc}") from None
+
+
+def model_parts(cfg: ModelConfig, block_size: int, registry: Registry) -> ModelParts:
+    check_model(cfg, block_size, registry)
+    ctx = model_context(cfg, block_size, registry)
+    norm = ctx.make_norm
     return ModelParts(
         attention=lambda: registry.build("attention", cfg.attention, ctx),
         positional=lambda: registry.build("positional", cfg.positional, ctx),
@@ -54,23 +82,33 @@ def model_parts(cfg: ModelConfig, block_size: int, registry: Registry) -> ModelP
 class Block(nn.Module):
     """One transformer layer: an attention branch and a feed-forward branch.
 
-    pre-LN:  x = x + attn(norm(x));  x = x + ffn(norm(x))
-    post-LN: x = norm(x + attn(x));  x = norm(x + ffn(x))   (the original transformer)
+    pre:      x = x + attn(norm(x));        x = x + ffn(norm(x))
+    post:     x = norm(x + attn(x));        x = norm(x + ffn(x))   (the original transformer)
+    sandwich: x = x + norm(attn(norm(x)));  x = x + norm(ffn(norm(x)))   (CogView)
+
+    Sandwich keeps pre-LN's clean residual stream but also normalises what each branch
+    writes into it, so no branch can swamp the stream.
     """
 
     def __init__(self, cfg: ModelConfig, parts: ModelParts) -> None:
         super().__init__()
         self.placement = cfg.norm_placement
         self.norm_attn = parts.norm(cfg.d_model)
-        self.attn = parts.attention()
+        self.attn = mark_attention(parts.attention())
         self.norm_ffn = parts.norm(cfg.d_model)
         self.ffn = parts.ffn()
+        if self.placement == "sandwich":  # a second norm on each branch's output
+            self.norm_attn_out = parts.norm(cfg.d_model)
+            self.norm_ffn_out = parts.norm(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)  # on each branch, before the residual add
 
     def forward(self, x: torch.Tensor, positional: Positional) -> torch.Tensor:
         if self.placement == "pre":
             x = x + self.dropout(self.attn(self.norm_attn(x), positional))
             x = x + self.dropout(self.ffn(self.norm_ffn(x)))
+        elif self.placement == "sandwich":
+            x = x + self.dropout(self.norm_attn_out(self.attn(self.norm_attn(x), positional)))
+            x = x + self.dropout(self.norm_ffn_out(self.ffn(self.norm_ffn(x))))
         else:
             x = self.norm_attn(x + self.dropout(self.attn(x, positional)))
             x = self.norm_ffn(x + self.dropout(self.ffn(x)))
@@ -88,7 +126,8 @@ class LanguageModel(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, parts) for _ in range(cfg.n_layers))
         # Post-LN blocks already end in a norm; a second one in a row would add nothing.
-        self.final_norm = parts.norm(cfg.d_model) if cfg.norm_placement == "pre" else nn.Identity()
+        post = cfg.norm_placement == "post"
+        self.final_norm = nn.Identity() if post else parts.norm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.token_embedding.weight

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import ClassVar
+
 import torch
 from torch import nn
 
+from tel_core.errors import TelError
+
 _RESIDUAL = "_tel_residual_projection"
+_ATTENTION = "_tel_attention"
 
 
 class Positional(nn.Module):
@@ -44,3 +51,93 @@ def mark_residual_projection(layer: nn.Linear) -> nn.Linear:
 
 def is_residual_projection(module: nn.Module) -> bool:
     return getattr(module, _RESIDUAL, False)
+
+
+# -- attention probabilities ------------------------------------------------------------
+
+
+class Attention(nn.Module):
+    """Optional base class of attention variants: it carries the probability hand-off.
+
+    Attention probabilities (for probes of entropy, attention distance, heatmaps) are
+    costly, so nobody computes them unless asked. ``record_attention(model)`` asks: while
+    it is open, ``self.recording`` is true, and a variant that can (``can_record = True``)
+    passes its probabilities, (B, n_heads, T, T), each row summing to one, to
+    ``self.record(p)`` in ``forward``. A fast path that never forms them (SDPA) may switch
+    to its eager maths while recording; outside it, nothing changes.
+    """
+
+    #: Whether ``forward`` hands its probabilities to ``record`` while recording.
+    can_record: ClassVar[bool] = False
+    #: Shown when a variant that cannot record is asked to.
+    cannot_record_because: ClassVar[str] = "it does not hand out attention probabilities"
+
+    _sink: Callable[[torch.Tensor], None] | None = None
+
+    @property
+    def recording(self) -> bool:
+        return self._sink is not None
+
+    def record(self, probabilities: torch.Tensor) -> None:
+        """Hand (B, n_heads, T, T) probabilities to whoever is recording (or to no one)."""
+        if self._sink is not None:
+            self._sink(probabilities)
+
+
+def mark_attention(module: nn.Module) -> nn.Module:
+    """Mark a block's attention module, so that ``record_attention`` finds every one of
+    them, including third-party modules that do not subclass ``Attention``."""
+    setattr(module, _ATTENTION, True)
+    return module
+
+
+@contextlib.contextmanager
+def record_attention(
+    model: nn.Module, detach: bool = True
+) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """Record the attention probabilities of every attention layer of ``model``.
+
+    Yields a dict from each layer's module name (``"blocks.0.attn"``) to the list of
+    probabilities it computed, one (B, n_heads, T, T) tensor per forward pass inside the
+    ``with`` block, in call order; detached unless ``detach=False``::
+
+        with record_attention(model) as probs:
+            model(idx)
+        heatmap = probs["blocks.0.attn"][0][0, head]  # (T, T)
+
+    Raises ``TelError`` naming every layer that cannot hand out its probabilities.
+    Each tensor holds B * n_heads * T * T numbers: record short batches.
+    """
+    layers = [
+        (name, m)
+        for name, m in model.named_modules()
+        if getattr(m, _ATTENTION, False) or isinstance(m, Attention)
+    ]
+    if not layers:
+        raise TelError(f"{type(model).__name__} has no attention layers to record")
+    unable = [
+        f"{name} ({type(m).__name__}: "
+        f"{getattr(m, 'cannot_record_because', Attention.cannot_record_because)})"
+        for name, m in layers
+        if not (isinstance(m, Attention) and m.can_record)
+    ]
+    if unable:
+        raise TelError(f"cannot record attention probabilities of {'; '.join(unable)}")
+    recorded: dict[str, list[torch.Tensor]] = {name: [] for name, _ in layers}
+    previous = [m._sink for _, m in layers]
+
+    def sink(into: list[torch.Tensor], outer: Callable | None) -> Callable[[torch.Tensor], None]:
+        def hand_off(p: torch.Tensor) -> None:
+            into.append(p.detach() if detach else p)
+            if outer is not None:  # an enclosing recording gets its copy too
+                outer(p)
+
+        return hand_off
+
+    for (name, m), outer in zip(layers, previous, strict=True):
+        m._sink = sink(recorded[name], outer)
+    try:
+        yield recorded
+    finally:
+        for (_, m), outer in zip(layers, previous, strict=True):
+            m._sink = outer

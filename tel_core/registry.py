@@ -36,6 +36,9 @@ KINDS: dict[str, str] = {
     "logger": "register_loggers",
 }
 
+#: The kinds built with a ``ModelContext``: the only ones whose ``check`` the core runs.
+MODEL_KINDS = ("attention", "positional", "norm", "ffn")
+
 
 @attrs.frozen
 class NoOptions:
@@ -58,13 +61,16 @@ class Source:
 
 @attrs.frozen
 class Component:
-    """One registered component: a name, a factory and the options class it takes."""
+    """One registered component: a name, a factory, the options class it takes, and an
+    optional ``check(options, ctx)`` that rejects impossible combinations before anything
+    is built (see ``tel_core.hookspecs``)."""
 
     kind: str
     name: str
     factory: Callable[..., Any]
     options: type
     source: Source
+    check: Callable[[Any, Any], None] | None = None
 
     @property
     def doc(self) -> str:
@@ -205,6 +211,20 @@ class Registry:
             message += f" (disabled by TEL_DISABLED_PLUGINS: {off})"
         raise ConfigError(message)
 
+    def check(self, kind: str, selection: Any, ctx: Any) -> None:
+        """Run the selected component's ``check(options, ctx)``, if it has one.
+
+        Raises ``ConfigError`` with the check's message; the caller adds where the
+        component was configured.
+        """
+        check = self.get(kind, selection.name).check
+        if check is None:
+            return
+        try:
+            check(selection.options, ctx)
+        except (ValueError, ConfigError) as exc:
+            raise ConfigError(str(exc)) from None
+
     def build(self, kind: str, selection: Any, *args: Any) -> Any:
         """Call the factory of a selected component with its options and ``args``."""
         return self.get(kind, selection.name).factory(selection.options, *args)
@@ -244,6 +264,7 @@ class Registry:
         name: str,
         factory: Callable[..., Any],
         options: type | None = None,
+        check: Callable[[Any, Any], None] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise PluginError(f"{source}: a {kind} name must be a non-empty string, got {name!r}")
@@ -252,7 +273,14 @@ class Registry:
         options = NoOptions if options is None else options
         if not attrs.has(options):
             raise PluginError(f"{source}: the options of {kind} {name!r} must be an attrs class")
-        component = Component(kind, name, factory, options, source)
+        if check is not None and not callable(check):
+            raise PluginError(f"{source}: the check of {kind} {name!r} is not callable")
+        if check is not None and kind not in MODEL_KINDS:
+            raise PluginError(
+                f"{source}: {kind} {name!r} has a check, but checks run only for "
+                f"{', '.join(MODEL_KINDS)}"
+            )
+        component = Component(kind, name, factory, options, source, check)
         if name in into:
             clash = self._conflicts.setdefault((kind, name), [into[name].source])
             clash.append(source)

@@ -3,7 +3,8 @@
 An option combination that passes the options class but makes a factory raise (say a
 torch ValueError) would surface as a traceback in the middle of `tel run`. Hypothesis
 draws option tables for every built-in model, optimizer, schedule and tokenizer, keeps
-those the loader accepts, and builds the component from each.
+those the loader (and, for model components, their ``check``) accepts, and builds the
+component from each.
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ def test_accepted_options_build(registry, kind, name, data):
     table = data.draw(tables(component.options))
     try:
         options = options_from_dict(component, table)
-    except TelError:
+        if component.check is not None:  # what the loader runs for model components
+            component.check(options, model_context())
+    except (TelError, ValueError):
         return  # rejected with one clear line: what should happen
     with contextlib.suppress(TelError):  # a one-line error from the factory is fine too
         build(kind, component.factory, options)

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from tel_core.cli import main
+
 from .conftest import ROOT
 
 
@@ -133,6 +135,10 @@ def test_plugins_shows_a_broken_plugin_from_a_real_entry_point(tmp_path):
             'name = "x"\n[data.dataset]\nname = "text"\npaths = ["missing.txt"]\n',
             ["no file matches 'missing.txt'"],
         ),
+        (
+            'name = "x"\n[model.attention]\nname = "causal"\nn_kv_heads = 3\n',
+            ["[model.attention]: n_kv_heads (3) must divide n_heads (4)"],
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, text, fragments):
@@ -161,43 +167,57 @@ def test_debug_shows_the_traceback(tmp_path):
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
-def test_plugins_shows_each_components_options_with_types_defaults_and_docs():
-    data = json.loads(tel("plugins", "--json").stdout)
+def in_process(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """`tel ARGS` run by this process: the CLI without a fresh interpreter's torch import."""
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_plugins_shows_each_components_options_with_types_defaults_and_docs(capsys):
+    code, out, err = in_process(capsys, "plugins", "--json")
+    assert code == 0, err
+    data = json.loads(out)
     rope = next(c for c in data["components"]["positional"] if c["name"] == "rope")
     theta = next(o for o in rope["options"] if o["name"] == "theta")
     assert theta["type"] == "float" and theta["default"] == 10000.0 and not theta["required"]
     assert theta["doc"].startswith("Base of the rotation frequencies")
     assert rope["version"] and rope["factory"] == "tel_plugins.positional.rope:RoPE"
-    text = tel("plugins", "--kind", "positional").stdout
+    _, text, _ = in_process(capsys, "plugins", "--kind", "positional")
     assert "rope  tel " in text and "tel_plugins.positional.rope" in text
     assert "theta: float = 10000.0  Base of the rotation frequencies" in text
 
 
 @pytest.mark.parametrize("json_first", [True, False])
-def test_plugins_show_one_component(json_first):
+def test_plugins_show_one_component(capsys, json_first):
     args = ["--json", "show", "norm", "layernorm"] if json_first else ["show", "norm", "layernorm"]
-    result = tel("plugins", *args, *([] if json_first else ["--json"]))
-    assert result.returncode == 0, result.stderr
-    info = json.loads(result.stdout)
+    code, out, err = in_process(capsys, "plugins", *args, *([] if json_first else ["--json"]))
+    assert code == 0, err
+    info = json.loads(out)
     assert info["name"] == "layernorm" and info["distribution"] == "tel"
     assert info["toml"] == '[model.norm]\nname = "layernorm"\nbias = true\neps = 1e-05'
 
 
-def test_plugins_show_prints_docs_options_and_the_table_that_selects_it():
-    result = tel("plugins", "show", "positional", "rope")
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+def test_plugins_show_prints_docs_options_and_the_table_that_selects_it(capsys):
+    code, out, err = in_process(capsys, "plugins", "show", "positional", "rope")
+    assert code == 0, err
     assert "Rotates the first" in out
     assert "factory  tel_plugins.positional.rope:RoPE" in out
     assert "fraction: float = 1.0" in out and "The share of each head" in out
     assert '[model.positional]\n    name = "rope"\n    theta = 10000.0' in out
 
 
-def test_plugins_show_unknown_kind_or_name_is_one_line():
-    assert_one_line_error(tel("plugins", "show", "norms", "x"), "unknown kind 'norms'")
-    assert_one_line_error(
-        tel("plugins", "show", "positional", "rop"), "unknown positional 'rop'", "'rope'"
-    )
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["norms", "x"], ["unknown kind 'norms'"]),
+        (["positional", "rop"], ["unknown positional 'rop'", "'rope'"]),
+    ],
+)
+def test_plugins_show_unknown_kind_or_name_is_one_line(capsys, args, fragments):
+    code, _, err = in_process(capsys, "plugins", "show", *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("tel: error: ")
+    assert all(fragment in err for fragment in fragments)
 
 
 def test_disabled_plugins_are_skipped_listed_and_named_when_selected(tmp_path):
@@ -215,3 +235,28 @@ def test_disabled_plugins_are_skipped_listed_and_named_when_selected(tmp_path):
         "unknown positional 'rope'",
         "disabled by TEL_DISABLED_PLUGINS: norms.rmsnorm, positional.rope",
     )
+
+
+def test_a_family_member_runs_from_the_command_line(tmp_path):
+    result = tel(
+        "run",
+        "experiments/positional/alibi.toml",
+        "--run-dir",
+        str(tmp_path / "run"),
+        *("--set", "train.max_steps=2", "--set", "train.batch_size=2"),
+        *("--set", "train.eval_batches=1", "--set", "sample.max_new_tokens=4"),
+    )
+    assert result.returncode == 0, result.stderr
+    config = (tmp_path / "run" / "config.toml").read_text()
+    assert 'name = "positional-alibi"' in config and 'name = "alibi"' in config
+
+
+def test_linear_attention_with_a_score_bias_is_one_line(tmp_path, tiny_file):
+    result = tel(
+        "run",
+        str(tiny_file),
+        "--run-dir",
+        str(tmp_path / "run"),
+        *("--set", "model.attention.name=linear", "--set", "model.positional.name=alibi"),
+    )
+    assert_one_line_error(result, "attention 'linear' never forms attention scores")

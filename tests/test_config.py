@@ -78,7 +78,7 @@ def test_unknown_plugin_name_suggests(tmp_path, registry):
         ("[train]\nmax_steps = 'many'", "[train] max_steps: expected int, got 'many'"),
         ("[train]\nmax_steps = 2.5", "[train] max_steps: expected int, got 2.5"),
         ("[model]\nbias = 'no'", "[model] bias: expected bool, got 'no'"),
-        ("[model]\nnorm_placement = 'middle'", "expected one of 'pre', 'post', got 'middle'"),
+        ("[model]\nnorm_placement = 'x'", "expected one of 'pre', 'post', 'sandwich', got 'x'"),
         ("[train]\nmax_steps = 0", "[train]: 'max_steps' must be > 0: 0"),
         ("[model]\nd_model = 100\nn_heads = 3", "n_heads (3) must divide d_model (100)"),
         ("[train]\nbatch_size = 6\nmicro_batch_size = 4", "micro_batch_size (4) must divide"),
@@ -92,6 +92,49 @@ def test_bad_values_are_named(tmp_path, registry, toml, expected):
         load_experiment(path, registry=registry)
     assert expected in str(excinfo.value)
     assert str(path) in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        (
+            "[model.attention]\nname = 'causal'\nn_kv_heads = 3",
+            "[model.attention]: n_kv_heads (3) must divide n_heads (4)",
+        ),
+        (
+            "[model]\nd_model = 12\nn_heads = 2\n[model.positional]\nname = 'rope'\nfraction = 0.5",
+            "[model.positional]: rope rotates 3 of 6 head dims (d_model 12 / n_heads 2 * "
+            "fraction 0.5); it needs an even number >= 2",
+        ),
+        (
+            "[model]\nd_model = 8\nn_heads = 8\n[model.positional]\nname = 'rope'",
+            "[model.positional]: rope rotates 1 of 1 head dims",
+        ),
+        (
+            "[model.attention]\nname = 'eager'\nwindow = 0",
+            "[model.attention] (attention 'eager'): 'window' must be >= 1: 0",
+        ),
+        (
+            "[model.attention]\nname = 'linear'\nn_kv_heads = 0",
+            "[model.attention] (attention 'linear'): 'n_kv_heads' must be >= 1: 0",
+        ),
+    ],
+)
+def test_constraints_across_keys_name_file_table_and_keys(tmp_path, registry, toml, expected):
+    path = write(tmp_path / "x.toml", f'name = "x"\n{toml}\n')
+    with pytest.raises(ConfigError) as excinfo:
+        load_experiment(path, registry=registry)
+    assert str(excinfo.value).startswith(f"{path} {expected}")
+
+
+def test_a_constraint_broken_by_set_names_the_override(tmp_path, registry):
+    path = write(tmp_path / "x.toml", 'name = "x"\n')
+    with pytest.raises(ConfigError) as excinfo:
+        load_experiment(path, ["model.attention.n_kv_heads=3"], registry=registry)
+    assert str(excinfo.value) == (
+        "--set model.attention.n_kv_heads=3 [model.attention]: n_kv_heads (3) must divide "
+        "n_heads (4): each key/value head serves a whole group of query heads"
+    )
 
 
 def test_invalid_toml_names_file_and_line(tmp_path, registry):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tel_core.registry import KINDS
+
 from .conftest import ROOT
 
 
@@ -25,3 +27,13 @@ def test_ci_runs_exactly_the_readme_test_command():
     torch_line = next(i for i, line in enumerate(ci) if "torch==2.13.0" in line)
     tel_line = next(i for i, line in enumerate(ci) if '-e ".[dev]"' in line)
     assert torch_line < tel_line
+
+
+def test_readme_plugin_table_lists_every_builtin(registry):
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| kind | components |") :]
+    table = table[: table.index("\n\n")]
+    for kind in KINDS:
+        for name, component in registry.components(kind).items():
+            if component.source.distribution == "tel":
+                assert f"`{name}`" in table, f"{kind} {name!r} missing from the README table"

@@ -81,10 +81,9 @@ def test_tel_plugins_names_its_distribution_and_version(venv):
         assert component["version"] == "0.1.0"
         assert component["module"].startswith("tel_extras.")
     assert listing["broken"] == [] and listing["conflicts"] == []
-    text = run(venv, "-m", "tel_core", "plugins", "--kind", "norm").stdout
-    assert "scalenorm  tel-extras 0.1.0  tel_extras.scalenorm" in text
-    show = run(venv, "-m", "tel_core", "plugins", "show", "attention", "talking_heads").stdout
-    assert "mix_scores: bool = true" in show and 'name = "talking_heads"' in show
+    text = run(venv, "-m", "tel_core", "plugins", "--kind", "attention").stdout
+    assert "talking_heads  tel-extras 0.1.0  tel_extras.talking_heads" in text
+    assert "mix_scores: bool = true" in text
 
 
 def test_tel_run_selects_its_components_by_name(venv, tmp_path, corpus):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import pytest
 import torch
 
+from tel_core import hookimpl
 from tel_core.config_loader import experiment_from_dict
+from tel_core.errors import ConfigError
 from tel_core.model import build_model, parameter_groups
 
 VOCAB, BLOCK = 50, 16
@@ -20,8 +23,8 @@ def tiny_model(registry, tiny, **model):
     return build_model(exp.model, VOCAB, BLOCK, registry)
 
 
-@pytest.mark.parametrize("positional", ["learned", "sinusoidal", "rope"])
-@pytest.mark.parametrize("placement", ["pre", "post"])
+@pytest.mark.parametrize("positional", ["learned", "sinusoidal", "rope", "alibi", "nope"])
+@pytest.mark.parametrize("placement", ["pre", "post", "sandwich"])
 def test_changing_token_t_never_changes_logits_before_t(registry, tiny, positional, placement):
     model = tiny_model(registry, tiny, positional=positional, norm_placement=placement).eval()
     idx = torch.randint(VOCAB, (2, BLOCK))
@@ -75,3 +78,57 @@ def test_flops_per_token_counts_the_head_once(registry, tiny):
     model = tiny_model(registry, tiny)
     matrices = sum(p.numel() for p in parameter_groups(model).matrices)
     assert model.flops_per_token() == 6 * (matrices + VOCAB * 32) + 12 * 2 * 32 * BLOCK
+
+
+def test_sandwich_adds_a_norm_after_each_branch(registry, tiny):
+    norm = {"name": "layernorm", "bias": False}
+    pre = tiny_model(registry, tiny, norm=norm).num_parameters()
+    sandwich = tiny_model(registry, tiny, norm=norm, norm_placement="sandwich")
+    post = tiny_model(registry, tiny, norm=norm, norm_placement="post")
+    assert sandwich.num_parameters() - pre == 2 * 2 * 32  # two layers, two gains each
+    assert isinstance(post.final_norm, torch.nn.Identity)
+    assert not isinstance(sandwich.final_norm, torch.nn.Identity)
+
+
+@pytest.mark.parametrize(("placement", "bounded"), [("sandwich", True), ("pre", False)])
+def test_sandwich_bounds_what_a_branch_writes_into_the_stream(registry, tiny, placement, bounded):
+    model = tiny_model(registry, tiny, norm_placement=placement)
+    block = model.blocks[0]
+    with torch.no_grad():
+        block.attn.out.weight.mul_(1000.0)  # a branch gone wild
+        block.ffn.down.weight.mul_(1000.0)
+        x = torch.randn(2, BLOCK, 32)
+        update = block(x, model.positional) - x
+    rms = update.square().mean(-1).sqrt().max().item()
+    assert (rms <= 2.0 + 1e-4) == bounded  # two unit-RMS norm outputs at most, when sandwiched
+
+
+class _SpyPlugin:
+    def __init__(self) -> None:
+        self.built: list[str] = []
+
+    @hookimpl
+    def register_ffn(self, register):
+        def check(options, ctx):
+            if ctx.d_model != 32:
+                raise ValueError(f"spy needs d_model 32, got d_model ({ctx.d_model})")
+
+        def factory(options, ctx):
+            self.built.append("ffn")
+            return torch.nn.Identity()
+
+        register("spy", factory, check=check)
+
+
+def test_build_model_runs_the_checks_before_building_anything(registry, tiny):
+    spy = _SpyPlugin()
+    registry.add_plugin(spy, name="spy")
+    tiny["model"]["ffn"] = "spy"
+    cfg = experiment_from_dict(tiny, registry).model
+    build_model(cfg, VOCAB, BLOCK, registry)
+    assert spy.built == ["ffn", "ffn"]  # one per layer
+    spy.built.clear()
+    wider = attrs.evolve(cfg, d_model=64)  # not through the loader: build_model still checks
+    with pytest.raises(ConfigError, match=r"^\[model.ffn\]: spy needs d_model 32, got d_model"):
+        build_model(wider, VOCAB, BLOCK, registry)
+    assert spy.built == []

@@ -8,16 +8,17 @@ import attrs
 import pytest
 
 from tel_core import hookimpl
+from tel_core.config import Selection
 from tel_core.errors import ConfigError, PluginError
 from tel_core.registry import KINDS, Registry
 
 BUILTINS = {
     "dataset": {"stdlib", "text"},
     "tokenizer": {"char", "byte"},
-    "attention": {"causal"},
-    "positional": {"learned", "sinusoidal", "rope"},
+    "attention": {"causal", "eager", "manual", "linear"},
+    "positional": {"learned", "sinusoidal", "rope", "alibi", "nope"},
     "norm": {"layernorm", "rmsnorm"},
-    "ffn": {"mlp"},
+    "ffn": {"mlp", "swiglu"},
     "optimizer": {"adamw", "sgd"},
     "schedule": {"cosine", "constant"},
     "logger": {"console", "json"},
@@ -98,7 +99,7 @@ def test_unknown_name_suggests_the_closest_and_lists_all(registry):
         registry.get("positional", "rop", where="x.toml [model.positional]")
     assert str(excinfo.value) == (
         "unknown positional 'rop' in x.toml [model.positional]; did you mean 'rope'? "
-        "available: learned, rope, sinusoidal"
+        "available: alibi, learned, nope, rope, sinusoidal"
     )
 
 
@@ -139,3 +140,42 @@ def test_a_plugin_added_for_one_test_can_be_removed(registry):
     assert "identity" in registry.components("norm")
     registry.remove_plugin("temporary")
     assert "identity" not in registry.components("norm")
+
+
+def test_a_check_is_kept_with_its_component_and_run_on_request(registry):
+    def check(options, ctx):
+        if ctx > 3:
+            raise ValueError(f"ctx ({ctx}) must be at most 3")
+
+    class Plugin:
+        @hookimpl
+        def register_ffn(self, register):
+            register("checked", lambda options, ctx: None, check=check)
+
+    registry.add_plugin(Plugin(), name="checked")
+    component = registry.get("ffn", "checked")
+    assert component.check is check
+    selection = Selection("checked", _Nothing())
+    registry.check("ffn", selection, 3)
+    with pytest.raises(ConfigError, match=r"^ctx \(4\) must be at most 3$"):
+        registry.check("ffn", selection, 4)
+
+
+@pytest.mark.parametrize(
+    ("hook", "check", "error"),
+    [
+        ("register_optimizers", lambda o, c: None, "checks run only for attention, positional"),
+        ("register_ffn", "not callable", "the check of ffn 'x' is not callable"),
+    ],
+)
+def test_a_check_must_be_callable_and_on_a_model_component(hook, check, error):
+    class Plugin:
+        pass
+
+    def register(self, register):
+        register("x", lambda options, ctx: None, check=check)
+
+    setattr(Plugin, hook, hookimpl(register))
+    registry = Registry()
+    registry.add_plugin(Plugin(), name="bad-check")
+    assert registry.broken and error in registry.broken[0].error

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tel_core import hookimpl
+from tel_core.errors import ConfigError
 from tel_core.interfaces import ModelContext
 from tel_core.nn import Positional
 from tel_core.registry import Component, Source
@@ -25,6 +26,7 @@ from tel_core.testing import (
     check_ffn,
     check_norm,
     check_positional,
+    model_context,
 )
 
 
@@ -67,6 +69,12 @@ class Attention(nn.Module):
                 q, k = rotated
         scores = q @ k.transpose(-2, -1) / math.sqrt(C // self.heads)
         if self.flaw != "no_bias" and (bias := positional.score_bias(T)) is not None:
+            if self.flaw == "refuses_bias":
+                raise ConfigError("attention 'flawed' forms no scores to add a bias to")
+            if self.flaw == "refuses_at_length":
+                raise ConfigError("attention 'flawed' forms no scores:\nsee the docs")
+            if self.flaw == "crashes_on_bias":
+                raise RuntimeError("shapes do not match")
             if self.flaw == "uncast_bias":
                 scores = scores + bias
             elif self.flaw != "ignore_bias":
@@ -116,6 +124,34 @@ def test_attention_flaws_are_named(registry, flaw, message):
 def test_a_correct_attention_passes_with_every_positional_that_acts_in_attention(registry):
     check_attention(component("attention", Attention), registry=registry)
     check_attention(component("attention", Attention), {"flaw": "dropout"}, registry=registry)
+
+
+def test_an_attention_may_refuse_a_score_bias_in_one_clear_line(registry):
+    # Linear attention forms no scores: refusing ALiBi with a TelError is its contract.
+    check_attention(component("attention", Attention), {"flaw": "refuses_bias"}, registry=registry)
+    with pytest.raises(ConformanceError, match="score_bias to the scores: raised RuntimeError"):
+        check_attention(
+            component("attention", Attention), {"flaw": "crashes_on_bias"}, registry=registry
+        )
+    with pytest.raises(ConformanceError, match="refuse with a TelError of one clear line"):
+        check_attention(
+            component("attention", Attention), {"flaw": "refuses_at_length"}, registry=registry
+        )
+
+
+def even_heads(options, ctx):
+    if ctx.n_heads % 2:
+        raise ValueError(f"n_heads ({ctx.n_heads}) must be even")
+
+
+def test_the_components_own_check_is_run_on_the_kits_model(registry):
+    checked = attrs.evolve(component("attention", Attention), check=even_heads)
+    check_attention(checked, registry=registry)
+    with pytest.raises(ConformanceError, match=r"rejects the kit's model \(n_heads \(3\) must"):
+        check_attention(checked, registry=registry, ctx=model_context(n_heads=3, d_model=24))
+    broken = attrs.evolve(checked, check=lambda options, ctx: options.missing)
+    with pytest.raises(ConformanceError, match="a check raises ValueError or ConfigError"):
+        check_attention(broken, registry=registry)
 
 
 class NaNRotation(Positional):

@@ -1,50 +1,55 @@
-"""Causal multi-head self-attention on torch's fused scaled_dot_product_attention."""
+"""Causal multi-head self-attention on torch's fused scaled_dot_product_attention.
+
+The fast path, and the default. Options: grouped-query and multi-query attention
+(``n_kv_heads``), a sliding window (``window``) and QK-norm (``qk_norm``). The fused
+kernel never forms the attention probabilities, so while someone records them
+(``tel_core.nn.record_attention``) it computes them the eager way instead.
+"""
 
 from __future__ import annotations
 
-import attrs
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from tel_core import hookimpl
 from tel_core.interfaces import ModelContext
-from tel_core.nn import Positional, mark_residual_projection
+from tel_plugins.attention.eager import attention_probabilities
+from tel_plugins.attention.multihead import (
+    MultiHeadAttention,
+    SoftmaxOptions,
+    allowed,
+    check_heads,
+)
+
+CausalOptions = SoftmaxOptions  # n_kv_heads, qk_norm, window
 
 
-@attrs.frozen
-class CausalOptions:
-    pass
-
-
-class CausalSelfAttention(nn.Module):
+class CausalSelfAttention(MultiHeadAttention):
     """Multi-head causal self-attention (the fast path: scaled_dot_product_attention)."""
 
-    def __init__(self, options: CausalOptions, ctx: ModelContext) -> None:
-        super().__init__()
-        self.n_heads = ctx.n_heads
-        self.dropout = ctx.dropout
-        self.qkv = nn.Linear(ctx.d_model, 3 * ctx.d_model, bias=ctx.bias)
-        self.out = mark_residual_projection(nn.Linear(ctx.d_model, ctx.d_model, bias=ctx.bias))
+    can_record = True  # by switching to the eager maths while recording
 
-    def forward(self, x: torch.Tensor, positional: Positional) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        # (B, T, C) -> (B, nh, T, hs)
-        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
-        q, k = positional.rotate(q, k)
-        bias = positional.score_bias(T)
+    def __init__(self, options: CausalOptions, ctx: ModelContext) -> None:
+        super().__init__(options, ctx)
+        self.window = options.window
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
         dropout = self.dropout if self.training else 0.0
-        if bias is None:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
-        else:
-            future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-            mask = bias.to(q.dtype).masked_fill(future, float("-inf"))
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads
-        return self.out(y)
+        if self.recording:
+            probabilities = attention_probabilities(q, k, bias, self.window)
+            self.record(probabilities)
+            return F.dropout(probabilities, dropout) @ v
+        if bias is None and self.window is None:  # the kernel builds the causal mask itself
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        T = q.size(-2)
+        mask = allowed(T, self.window, q.device)  # (T, T) bool, True = may attend
+        if bias is not None:  # a float mask: the bias where allowed, -inf elsewhere
+            mask = bias.to(q.dtype).masked_fill(~mask, float("-inf"))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
 
 
 @hookimpl
 def register_attention(register):
-    register("causal", CausalSelfAttention, options=CausalOptions)
+    register("causal", CausalSelfAttention, options=CausalOptions, check=check_heads)

@@ -10,7 +10,6 @@ import attrs
 import torch
 
 from tel_core import hookimpl
-from tel_core.errors import ConfigError
 from tel_core.interfaces import ModelContext
 from tel_core.nn import Positional
 
@@ -25,17 +24,26 @@ class RoPEOptions:
     )
 
 
+def rotary_dims(options: RoPEOptions, ctx: ModelContext) -> int:
+    return int(ctx.head_dim * options.fraction)
+
+
+def check_rope(options: RoPEOptions, ctx: ModelContext) -> None:
+    """Dimensions turn in pairs: the rotated share of a head must be even (and not empty)."""
+    rotated = rotary_dims(options, ctx)
+    if rotated < 2 or rotated % 2:
+        raise ValueError(
+            f"rope rotates {rotated} of {ctx.head_dim} head dims (d_model {ctx.d_model} / "
+            f"n_heads {ctx.n_heads} * fraction {options.fraction}); it needs an even number >= 2"
+        )
+
+
 class RoPE(Positional):
     """Rotates the first ``fraction`` of each head's dimensions, in pairs (GPT-NeoX layout)."""
 
     def __init__(self, options: RoPEOptions, ctx: ModelContext) -> None:
         super().__init__()
-        self.rotary_dim = int(ctx.head_dim * options.fraction)
-        if self.rotary_dim < 2 or self.rotary_dim % 2:
-            raise ConfigError(
-                f"rope rotates {self.rotary_dim} of {ctx.head_dim} head dims "
-                f"(d_model / n_heads * fraction); it needs an even number >= 2"
-            )
+        self.rotary_dim = rotary_dims(options, ctx)
         half = self.rotary_dim // 2
         inv_freq = options.theta ** (-torch.arange(half, dtype=torch.float32) / half)
         angles = torch.outer(torch.arange(ctx.block_size, dtype=torch.float32), inv_freq)
@@ -56,4 +64,4 @@ class RoPE(Positional):
 
 @hookimpl
 def register_positional(register):
-    register("rope", RoPE, options=RoPEOptions)
+    register("rope", RoPE, options=RoPEOptions, check=check_rope)

@@ -17,10 +17,19 @@ import attrs
 import torch
 from torch import nn
 
+from tel_core.errors import TelError
 from tel_core.interfaces import ModelContext
 from tel_core.nn import Positional
 from tel_core.registry import Component, Registry
-from tel_core.testing.subject import Subject, check_options, fail, subject, wrong_type
+from tel_core.testing.subject import (
+    Subject,
+    accepts,
+    check_model_check,
+    check_options,
+    fail,
+    subject,
+    wrong_type,
+)
 from tel_core.testing.tensors import (
     BATCH,
     BF16_RTOL,
@@ -76,19 +85,19 @@ def check_attention(
             wrong_type(module, "a torch.nn.Module")
         return module.to(device)
 
+    check_model_check(s, ctx)
     with s.check("builds a torch.nn.Module"):
         build()
     attention_core(s, build, Positional(), ctx, device)
     x = randn(BATCH, ctx.block_size, ctx.d_model, device=device)
     with s.check("calls positional.rotate and score_bias"):
         _calls_positional(seeded(build).eval(), x, ctx)
-    if ctx.block_size > 1:  # with one position, rotations and biases cannot show
-        _positional_effects(s, build, x, ctx, device)
+    takes_bias = _positional_effects(s, build, x, ctx, device)
     with s.check("deterministic under a seed"):
         _deterministic(build, attrs.evolve(ctx, dropout=0.1), x)
     with s.check("bfloat16"):
         module = seeded(build).eval()
-        for positional in (Positional(), _Bias(ctx, device)):
+        for positional in (Positional(), _Bias(ctx, device)) if takes_bias else (Positional(),):
             reference = module(x, positional)
             low = expect_tensor(
                 bf16_copy(module)(x.bfloat16(), positional), tuple(x.shape), torch.bfloat16
@@ -101,7 +110,8 @@ def check_attention(
                 atol=BF16_RTOL,
             )
     for name, positional in _positionals(s.registry, ctx, positionals):
-        attention_core(s, build, positional.to(device), ctx, device, f" with positional {name!r}")
+        suffix = f" with positional {name!r}"
+        attention_core(s, build, positional.to(device), ctx, device, suffix, partner=True)
 
 
 def attention_core(
@@ -111,14 +121,27 @@ def attention_core(
     ctx: ModelContext,
     device: torch.device,
     suffix: str = "",
+    partner: bool = False,
 ) -> None:
-    """Shape, repeatability, causality, shorter sequences, a batch of one, gradients."""
+    """Shape, repeatability, causality, shorter sequences, a batch of one, gradients.
+
+    With a ``partner`` (a registered component paired with the one under test), a
+    ``TelError`` on the first call is a clear refusal of the pair, not a failure: linear
+    attention, say, cannot add ALiBi's score bias, and says so in one line.
+    """
     T, C = ctx.block_size, ctx.d_model
     module = seeded(build).eval()
     positional.eval()
     x = randn(BATCH, T, C, device=device)
     with s.check("output shape and dtype" + suffix):
-        out = expect_tensor(module(x, positional), (BATCH, T, C), torch.float32)
+        try:
+            out = module(x, positional)
+        except TelError as exc:
+            if not partner:
+                raise
+            _one_line(exc)
+            return
+        out = expect_tensor(out, (BATCH, T, C), torch.float32)
     with s.check("the same input twice" + suffix):
         if not torch.equal(module(x, positional), out):
             fail("two evaluations of one input differ: does forward keep state between calls?")
@@ -157,15 +180,33 @@ def attention_core(
 
 def _positional_effects(
     s: Subject, build: AttentionBuilder, x: torch.Tensor, ctx: ModelContext, device: torch.device
-) -> None:
+) -> bool:
+    """Rotations and score biases change the output; returns whether it takes a score bias.
+
+    An attention that forms no scores (linear attention) may refuse a score bias with a
+    one-line ``TelError``; any other error, or a bias that changes nothing, fails.
+    """
     module = seeded(build).eval()
     plain = module(x, Positional())
+    one_position = ctx.block_size < 2  # a softmax over one key cannot show either
     with s.check("uses what positional.rotate returns"):
-        if max_diff(module(x, _FlipQueries()), plain) < 1e-4:
+        if not one_position and max_diff(module(x, _FlipQueries()), plain) < 1e-4:
             fail("rotating q gave the same output: compute the scores from the q and k it returns")
     with s.check("adds positional.score_bias to the scores"):
-        if max_diff(module(x, _Bias(ctx, device)), plain) < 1e-4:
+        try:
+            biased = module(x, _Bias(ctx, device))
+        except TelError as exc:
+            _one_line(exc)
+            return False
+        if not one_position and max_diff(biased, plain) < 1e-4:
             fail("a large score bias changed nothing: add positional.score_bias(T) to the scores")
+    return True
+
+
+def _one_line(refusal: TelError) -> None:
+    """A refusal is for people: one line that says what cannot be combined."""
+    if not str(refusal).strip() or "\n" in str(refusal).strip():
+        fail(f"it refused with {str(refusal)!r}; refuse with a TelError of one clear line")
 
 
 def _calls_positional(module: nn.Module, x: torch.Tensor, ctx: ModelContext) -> None:
@@ -201,6 +242,8 @@ def _positionals(
     chosen = sorted(registry.components("positional")) if names is None else list(names)
     for name in chosen:
         component = registry.get("positional", name)
+        if not accepts(component, component.options(), ctx):
+            continue  # the partner's own check rules this model out
         try:
             positional = component.factory(component.options(), ctx)
         except Exception as exc:

@@ -15,7 +15,14 @@ from torch import nn
 
 from tel_core.interfaces import ModelContext
 from tel_core.registry import Component, Registry
-from tel_core.testing.subject import Subject, check_options, fail, subject, wrong_type
+from tel_core.testing.subject import (
+    Subject,
+    check_model_check,
+    check_options,
+    fail,
+    subject,
+    wrong_type,
+)
 from tel_core.testing.tensors import (
     BATCH,
     BF16_RTOL,
@@ -62,6 +69,7 @@ def check_norm(
             wrong_type(module, "a torch.nn.Module")
         return module.to(device)
 
+    check_model_check(s, model_context(d_model=dim))
     with s.check("builds a torch.nn.Module"):
         build()
     with s.check("builds for another width"):
@@ -106,6 +114,7 @@ def check_ffn(
             wrong_type(module, "a torch.nn.Module")
         return module.to(device)
 
+    check_model_check(s, ctx)
     with s.check("builds a torch.nn.Module"):
         build()
     x = randn(BATCH, T, ctx.d_model, device=device)

@@ -19,7 +19,14 @@ from tel_core.interfaces import ModelContext
 from tel_core.nn import Positional
 from tel_core.registry import Component, Registry
 from tel_core.testing.attention import acts_in_attention, attention_core
-from tel_core.testing.subject import check_options, fail, subject, wrong_type
+from tel_core.testing.subject import (
+    accepts,
+    check_model_check,
+    check_options,
+    fail,
+    subject,
+    wrong_type,
+)
 from tel_core.testing.tensors import (
     BATCH,
     BF16_RTOL,
@@ -54,7 +61,8 @@ def check_positional(
     gradient reaches every parameter through attention; two builds under one seed are
     identical; bfloat16 works close to float32. If it acts inside attention, every
     registered attention variant (or those named in ``attentions``) is checked with it:
-    shape, causality, shorter sequences, a batch of one, gradients.
+    shape, causality, shorter sequences, a batch of one, gradients; an attention may
+    refuse the pair with a one-line ``TelError`` (linear attention takes no score bias).
 
     Raises ``ConformanceError`` naming the check and what broke.
     """
@@ -69,6 +77,7 @@ def check_positional(
             wrong_type(positional, "a subclass of tel_core.nn.Positional")
         return positional.to(device)
 
+    check_model_check(s, ctx)
     with s.check("builds a tel_core.nn.Positional"):
         build()
     positional = seeded(build).eval()
@@ -121,7 +130,8 @@ def check_positional(
             expect_close(got, ref, f"in bfloat16, rotated {name} strays from float32", BF16_RTOL)
     if acts_in_attention(positional):
         for name, make in _attentions(s.registry, ctx, attentions, device):
-            attention_core(s, make, seeded(build), ctx, device, f" with attention {name!r}")
+            suffix = f" with attention {name!r}"
+            attention_core(s, make, seeded(build), ctx, device, suffix, partner=True)
 
 
 def _check_score_bias(positional: Positional, B: int, H: int, T: int) -> None:
@@ -170,6 +180,8 @@ def _attentions(
     chosen = sorted(registry.components("attention")) if names is None else list(names)
     for name in chosen:
         component = registry.get("attention", name)
+        if not accepts(component, component.options(), ctx):
+            continue  # the partner's own check rules this model out
         try:
             component.factory(component.options(), ctx)
         except Exception as exc:

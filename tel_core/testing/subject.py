@@ -124,6 +124,36 @@ def subject(
     return Subject(component, options, registry)
 
 
+def check_model_check(s: Subject, ctx: Any) -> None:
+    """The component's own ``check(options, ctx)``, if it has one, accepts the kit's model.
+
+    A check rejects combinations with one line (``ValueError`` or ``ConfigError``); the
+    kit builds only what the check accepts, so a rejection here means: pass a ``ctx``
+    (or ``dim``) that the component can be built for.
+    """
+    check = getattr(s.component, "check", None)
+    if check is None:
+        return
+    with s.check("its check(options, ctx) accepts the model"):
+        try:
+            check(s.options, ctx)
+        except (ValueError, TelError) as exc:
+            fail(f"it rejects the kit's model ({exc}); pass ctx=model_context(...) it accepts")
+        except Exception as exc:
+            fail(f"it raised {type(exc).__name__}: {exc}; a check raises ValueError or ConfigError")
+
+
+def accepts(component: Component, options: Any, ctx: Any) -> bool:
+    """Whether ``component``'s check (if any) accepts ``options`` in a model shaped ``ctx``."""
+    check = getattr(component, "check", None)
+    try:
+        if check is not None:
+            check(options, ctx)
+    except (ValueError, TelError):
+        return False
+    return True
+
+
 def check_options(s: Subject) -> None:
     """The options survive the run directory's config.toml, and every option has a doc.
 

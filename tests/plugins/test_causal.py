@@ -17,6 +17,13 @@ def test_conforms(registry, ctx):
     check_attention("causal", registry=registry, ctx=ctx)
 
 
+@pytest.mark.parametrize(
+    "options", [{"n_kv_heads": 2}, {"n_kv_heads": 1, "window": 3}, {"qk_norm": True}]
+)
+def test_conforms_with_the_options_that_change_its_code_path(registry, options):
+    check_attention("causal", options, registry=registry)
+
+
 class ALiBi(Positional):
     def score_bias(self, seq_len):
         pos = torch.arange(seq_len)

@@ -1,0 +1,105 @@
+"""The shipped experiments: every file trains, and each family varies only its ablation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tel_core.config_loader import load_experiment, read_toml, to_dict
+from tel_core.train import run
+
+from .conftest import EXPERIMENTS
+
+FILES = sorted(EXPERIMENTS.rglob("*.toml"))
+#: Each family, and the keys its members may change relative to the baseline.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "positional": ("model.positional",),
+    "norm": ("model.norm_placement", "model.norm"),
+    "grad_clip": ("train.grad_clip",),
+    "depth": ("model.n_layers",),
+    "width": ("model.d_model",),
+    "heads": ("model.n_heads",),
+    "attention": ("model.attention",),
+    "ffn": ("model.ffn",),
+    "weight_decay": ("optimizer.weight_decay",),
+}
+#: A few steps of a few short sequences: enough to run every code path of a file.
+FAST = [
+    "train.max_steps=2",
+    "train.eval_every=2",
+    "train.eval_batches=1",
+    "train.batch_size=2",
+    "sample.max_new_tokens=4",
+    "loggers=[]",
+]
+
+
+def ident(path: Path) -> str:
+    return path.relative_to(EXPERIMENTS).as_posix()
+
+
+def leaves(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested tables into dotted keys."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(leaves(value, f"{prefix}.{key}" if prefix else key))
+    return out
+
+
+def under(key: str, prefixes: tuple[str, ...]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+@pytest.mark.parametrize("path", FILES, ids=ident)
+def test_every_experiment_file_trains(path, tmp_path, registry, corpus):
+    overrides = list(FAST)
+    if path.name == "shakespeare_char.toml":  # no download in the tests
+        overrides.append(f'data.dataset.paths=["{corpus.as_posix()}"]')
+    experiment = load_experiment(path, overrides, registry=registry)
+    result = run(experiment, tmp_path / "run", registry)
+    assert result.steps == 2 and result.final_val_loss > 0
+
+
+def test_every_family_is_shipped_with_at_least_two_members():
+    for family in FAMILIES:
+        assert len(list((EXPERIMENTS / family).glob("*.toml"))) >= 2, family
+    folders = {p.name for p in EXPERIMENTS.iterdir() if p.is_dir()}
+    assert folders == set(FAMILIES), "a family folder without its entry in FAMILIES"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_members_differ_from_the_baseline_only_in_the_ablated_keys(registry, family):
+    ablated = FAMILIES[family]
+    baseline = leaves(to_dict(load_experiment(EXPERIMENTS / "baseline.toml", registry=registry)))
+    resolved = []
+    for path in sorted((EXPERIMENTS / family).glob("*.toml")):
+        written = read_toml(path)
+        assert written.pop("extends") == "../baseline.toml", path
+        assert written.pop("name").startswith(f"{family}-"), path  # runs/<family>-<member>
+        extra = [key for key in leaves(written) if not under(key, ablated)]
+        assert not extra, f"{ident(path)} sets {extra}, outside its family's {ablated}"
+        member = leaves(to_dict(load_experiment(path, registry=registry)))
+        member.pop("name")
+        changed = {k for k in baseline.keys() | member.keys() if baseline.get(k) != member.get(k)}
+        assert all(under(k, ablated) for k in changed - {"name"}), (path, changed)
+        resolved.append(member)
+    assert all(a != b for i, a in enumerate(resolved) for b in resolved[i + 1 :]), (
+        "two members of one family are the same experiment"
+    )
+    baseline.pop("name")
+    assert baseline in resolved, "no member of the family is the baseline itself"
+
+
+def test_run_names_are_unique():
+    names = [read_toml(path)["name"] for path in FILES]
+    assert len(names) == len(set(names))
+
+
+def test_the_experiments_readme_covers_every_family():
+    readme = (EXPERIMENTS / "README.md").read_text()
+    for family in FAMILIES:
+        assert f"`{family}/`" in readme, family
