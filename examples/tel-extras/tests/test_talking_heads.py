@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from tel_core.nn import Positional
+from tel_core.nn import Positional, mark_attention, record_attention
 from tel_core.registry import default_registry
 from tel_core.testing import check_attention, model_context
 
@@ -43,3 +43,14 @@ def test_heads_talk_once_the_mixing_leaves_the_identity():
 def test_a_tiny_model_learns_with_both_components(tel_train):
     run = tel_train(steps=8, attention="talking_heads", norm={"name": "scalenorm"})
     assert run.learned, run.losses
+
+
+def test_probes_can_record_its_attention_weights():
+    ctx = model_context()
+    talking = mark_attention(TalkingHeadsAttention(TalkingHeadsOptions(), ctx))
+    with record_attention(talking) as recorded:
+        talking(torch.randn(2, ctx.block_size, ctx.d_model), Positional())
+    (weights,) = recorded[""]
+    assert weights.shape == (2, ctx.n_heads, ctx.block_size, ctx.block_size)
+    assert torch.allclose(weights.sum(-1), torch.ones(()))  # identity mixing: distributions
+    assert weights.triu(1).abs().max() == 0  # no query sees a later key

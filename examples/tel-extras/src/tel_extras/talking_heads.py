@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tel_core import hookimpl
 from tel_core.interfaces import ModelContext
-from tel_core.nn import Positional, mark_residual_projection
+from tel_core.nn import Attention, Positional, mark_residual_projection
 from torch import nn
 
 
@@ -28,8 +28,10 @@ class TalkingHeadsOptions:
     mix_weights: bool = True
 
 
-class TalkingHeadsAttention(nn.Module):
+class TalkingHeadsAttention(Attention):
     """Causal multi-head attention whose heads exchange scores and attention weights."""
+
+    can_record = True  # it forms its attention weights anyway: probes may have them
 
     def __init__(self, options: TalkingHeadsOptions, ctx: ModelContext) -> None:
         super().__init__()
@@ -58,6 +60,8 @@ class TalkingHeadsAttention(nn.Module):
         weights = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
         if self.mix_weights is not None:  # masked weights are 0 in every head: still causal
             weights = torch.einsum("bhij,hg->bgij", weights, self.mix_weights)
+        if self.recording:  # tel_core.nn.record_attention(model) is open
+            self.record(weights)
         weights = F.dropout(weights, self.dropout, self.training)
         y = (weights @ v).transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads
         return self.out(y)
