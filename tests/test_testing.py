@@ -108,6 +108,8 @@ def test_train_tiny_trains_the_chosen_components(tmp_path, registry):
         config={"model": {"n_layers": 1}},
     )
     assert len(run.losses) == 6 and run.learned
+    assert attrs.evolve(run, losses=[3.0, 2.0]).learned
+    assert not attrs.evolve(run, losses=[2.0, 3.0, 1.0, 1.5, 2.5, 3.5]).learned
     manifest = (run.run_dir / "manifest.json").read_text()
     assert '"name": "rmsnorm"' in manifest and '"name": "rope"' in manifest
     assert "theta = 100.0" in (run.run_dir / "config.toml").read_text()

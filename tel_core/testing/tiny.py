@@ -43,8 +43,9 @@ class TinyRun:
 
     @property
     def learned(self) -> bool:
-        """Whether the loss of the last steps is below that of the first."""
-        return sum(self.losses[-2:]) < sum(self.losses[:2])
+        """Whether the mean loss of the last quarter of the steps is below the first's."""
+        k = max(1, len(self.losses) // 4)
+        return sum(self.losses[-k:]) < sum(self.losses[:k])
 
 
 def train_tiny(
