@@ -64,11 +64,22 @@ def _parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser(
         "plugins",
         help="list every registered component, by kind",
-        description="List every registered component, by kind, with the plugin that provides it.",
+        description="List every registered component, by kind, with the distribution that "
+        "provides it and its options; plugins that failed to load are listed with their error.",
     )
     plugins.add_argument("--kind", help="only this kind (dataset, attention, ...)")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(handler=_plugins)
+    show = plugins.add_subparsers(dest="plugins_command", metavar="show").add_parser(
+        "show",
+        help="one component in full: docs, source, options, and how to select it",
+        description="One component in full: its docs, source, options with types, defaults "
+        "and docs, and the experiment-file table that selects it.",
+    )
+    show.add_argument("kind", help="dataset, tokenizer, attention, positional, norm, ...")
+    show.add_argument("name", help="the component's registered name, e.g. rope")
+    # SUPPRESS: an absent --json here must not undo `tel plugins --json show ...`.
+    show.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     return parser
 
 
@@ -97,64 +108,30 @@ def _rank() -> int:
 
 
 def _plugins(args: argparse.Namespace) -> int:
+    from tel_core import listing
     from tel_core.registry import KINDS, default_registry
 
     registry = default_registry()
+    if args.plugins_command == "show":
+        if args.kind not in KINDS:
+            raise TelError(f"unknown kind {args.kind!r}; kinds: {', '.join(KINDS)}")
+        info = listing.component_info(registry.get(args.kind, args.name))
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            listing.print_component(info)
+        return 0
     kinds = list(KINDS)
     if args.kind:
         if args.kind not in KINDS:
             raise TelError(f"unknown kind {args.kind!r}; kinds: {', '.join(KINDS)}")
         kinds = [args.kind]
-    listing = {
-        kind: [
-            {
-                "name": c.name,
-                "doc": c.doc,
-                "module": c.source.module,
-                "plugin": c.source.plugin,
-                "distribution": c.source.distribution,
-                "version": c.source.version,
-            }
-            for c in sorted(registry.components(kind).values(), key=lambda c: c.name)
-        ]
-        for kind in kinds
-    }
-    broken = [{"plugin": b.plugin, "module": b.module, "error": b.error} for b in registry.broken]
-    conflicts = [
-        {"kind": kind, "name": name, "sources": [str(s) for s in sources]}
-        for (kind, name), sources in registry.conflicts.items()
-    ]
+    data = listing.listing(registry, kinds)
     if args.json:
-        print(
-            json.dumps({"components": listing, "broken": broken, "conflicts": conflicts}, indent=2)
-        )
-        return 0
-    _print_plugins(listing, broken, conflicts)
+        print(json.dumps(data, indent=2))
+    else:
+        listing.print_listing(data)
     return 0
-
-
-def _print_plugins(listing: dict, broken: list[dict], conflicts: list[dict]) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    from tel_core.ui import console
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("kind", "name", "from", "description"):
-        table.add_column(column)
-    for kind, components in listing.items():
-        for c in components:
-            origin = f"{c['distribution']} {c['version']}" if c["distribution"] else c["module"]
-            table.add_row(kind, c["name"], origin, Text(c["doc"]))
-    console.print(table)
-    for b in broken:
-        console.print(f"broken plugin {b['plugin']} ({b['module']}): {b['error']}", markup=False)
-    for c in conflicts:
-        console.print(
-            f"conflict: {c['kind']} {c['name']!r} is registered by "
-            + " and by ".join(c["sources"]),
-            markup=False,
-        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,7 @@ import tomli_w
 
 from tel_core.config import Experiment, Selection
 from tel_core.errors import ConfigError
-from tel_core.registry import Registry
+from tel_core.registry import Component, Registry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -302,6 +302,13 @@ def experiment_from_dict(
 
         registry = default_registry()
     return structure([Layer(label, data)], registry)
+
+
+def options_from_dict(component: Component, data: dict[str, Any], label: str = "options") -> Any:
+    """A component's options from plain data, checked exactly like its table in a TOML file."""
+    owner = f"{component.kind} {component.name!r}"
+    # An options class selects no components, so an empty registry is all it needs.
+    return _Structurer([Layer(label, data)], Registry()).table(component.options, data, (), owner)
 
 
 # -- writing ------------------------------------------------------------------------

@@ -94,6 +94,7 @@ class Registry:
         self._pm.add_hookspecs(hookspecs)
         self._sources: dict[str, Source] = {}
         self._load_errors: list[BrokenPlugin] = []
+        self._disabled: list[Source] = []
         self._hook_errors: list[BrokenPlugin] = []
         self._collected: dict[str, dict[str, Component]] | None = None
         self._conflicts: dict[tuple[str, str], list[Source]] = {}
@@ -110,9 +111,6 @@ class Registry:
         """Load every entry point of ``group``, each on its own, recording failures."""
         disabled = set(disabled)
         for ep in sorted(metadata.entry_points(group=group), key=lambda ep: ep.name):
-            if ep.name in disabled:
-                self._pm.set_blocked(ep.name)
-                continue
             dist = getattr(ep, "dist", None)
             source = Source(
                 plugin=ep.name,
@@ -120,6 +118,10 @@ class Registry:
                 distribution=dist.name if dist else None,
                 version=dist.version if dist else None,
             )
+            if ep.name in disabled:
+                self._pm.set_blocked(ep.name)
+                self._disabled.append(source)
+                continue
             try:
                 plugin = ep.load()
             except Exception as exc:  # any import failure must not take tel down
@@ -162,6 +164,11 @@ class Registry:
         self._load_errors.append(BrokenPlugin(source.plugin, source.module, error))
 
     @property
+    def disabled(self) -> list[Source]:
+        """Entry points that were not loaded because they were disabled by name."""
+        return list(self._disabled)
+
+    @property
     def broken(self) -> list[BrokenPlugin]:
         """Plugins that failed to import, or whose hooks raised, with their errors."""
         self._collect()
@@ -199,6 +206,9 @@ class Registry:
         if broken := self.broken:
             failed = "; ".join(f"{b.plugin}: {b.error}" for b in broken)
             message += f" (plugins that failed to load: {failed})"
+        if self._disabled:
+            off = ", ".join(s.plugin for s in self._disabled)
+            message += f" (disabled by TEL_DISABLED_PLUGINS: {off})"
         raise ConfigError(message)
 
     def check(self, kind: str, selection: Any, ctx: Any) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from tel_core.cli import main
+
 from .conftest import ROOT
 
 
@@ -67,7 +69,9 @@ def test_python_dash_m_is_tel(tmp_path):
     assert tel("--version").stdout.strip().startswith("tel ")
 
 
-@pytest.mark.parametrize("args", [["--help"], ["plugins", "--help"], ["run", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["plugins", "--help"], ["plugins", "show", "--help"], ["run", "--help"]]
+)
 def test_help_does_not_import_torch(args):
     code = (
         "import sys\n"
@@ -161,6 +165,76 @@ def test_rerunning_into_a_finished_run_keeps_its_checkpoint(tmp_path, tiny_file)
 def test_debug_shows_the_traceback(tmp_path):
     result = tel("--debug", "run", str(tmp_path / "none.toml"))
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def in_process(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """`tel ARGS` run by this process: the CLI without a fresh interpreter's torch import."""
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_plugins_shows_each_components_options_with_types_defaults_and_docs(capsys):
+    code, out, err = in_process(capsys, "plugins", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    rope = next(c for c in data["components"]["positional"] if c["name"] == "rope")
+    theta = next(o for o in rope["options"] if o["name"] == "theta")
+    assert theta["type"] == "float" and theta["default"] == 10000.0 and not theta["required"]
+    assert theta["doc"].startswith("Base of the rotation frequencies")
+    assert rope["version"] and rope["factory"] == "tel_plugins.positional.rope:RoPE"
+    _, text, _ = in_process(capsys, "plugins", "--kind", "positional")
+    assert "rope  tel " in text and "tel_plugins.positional.rope" in text
+    assert "theta: float = 10000.0  Base of the rotation frequencies" in text
+
+
+@pytest.mark.parametrize("json_first", [True, False])
+def test_plugins_show_one_component(capsys, json_first):
+    args = ["--json", "show", "norm", "layernorm"] if json_first else ["show", "norm", "layernorm"]
+    code, out, err = in_process(capsys, "plugins", *args, *([] if json_first else ["--json"]))
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["name"] == "layernorm" and info["distribution"] == "tel"
+    assert info["toml"] == '[model.norm]\nname = "layernorm"\nbias = true\neps = 1e-05'
+
+
+def test_plugins_show_prints_docs_options_and_the_table_that_selects_it(capsys):
+    code, out, err = in_process(capsys, "plugins", "show", "positional", "rope")
+    assert code == 0, err
+    assert "Rotates the first" in out
+    assert "factory  tel_plugins.positional.rope:RoPE" in out
+    assert "fraction: float = 1.0" in out and "The share of each head" in out
+    assert '[model.positional]\n    name = "rope"\n    theta = 10000.0' in out
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["norms", "x"], ["unknown kind 'norms'"]),
+        (["positional", "rop"], ["unknown positional 'rop'", "'rope'"]),
+    ],
+)
+def test_plugins_show_unknown_kind_or_name_is_one_line(capsys, args, fragments):
+    code, _, err = in_process(capsys, "plugins", "show", *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("tel: error: ")
+    assert all(fragment in err for fragment in fragments)
+
+
+def test_disabled_plugins_are_skipped_listed_and_named_when_selected(tmp_path):
+    env = {"TEL_DISABLED_PLUGINS": "positional.rope, norms.rmsnorm"}
+    data = json.loads(tel("plugins", "--json", env=env).stdout)
+    assert "rope" not in {c["name"] for c in data["components"]["positional"]}
+    assert "rmsnorm" not in {c["name"] for c in data["components"]["norm"]}
+    assert "learned" in {c["name"] for c in data["components"]["positional"]}
+    assert {d["plugin"] for d in data["disabled"]} == {"positional.rope", "norms.rmsnorm"}
+    assert "disabled plugin positional.rope" in tel("plugins", env=env).stdout
+    path = tmp_path / "x.toml"
+    path.write_text('name = "x"\n[model.positional]\nname = "rope"\n')
+    assert_one_line_error(
+        tel("run", str(path), env=env),
+        "unknown positional 'rope'",
+        "disabled by TEL_DISABLED_PLUGINS: norms.rmsnorm, positional.rope",
+    )
 
 
 def test_a_family_member_runs_from_the_command_line(tmp_path):

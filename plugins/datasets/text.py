@@ -22,6 +22,7 @@ class TextOptions:
     paths: list[str] = attrs.field(factory=list)
     #: Where to download the (single) file from when it is missing; http(s) or file URL.
     url: str | None = None
+    #: The files' text encoding.
     encoding: str = "utf-8"
     #: Cut the text into documents at each occurrence of this string (e.g. "\n\n": one
     #: document a paragraph), as ``batching = "pad"`` wants; a document goes to the split

@@ -17,7 +17,9 @@ ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 
 @attrs.frozen
 class MLPOptions:
-    expansion: int = attrs.field(default=4, validator=attrs.validators.gt(0))  # hidden / d_model
+    #: Width of the hidden layer, in multiples of d_model.
+    expansion: int = attrs.field(default=4, validator=attrs.validators.gt(0))
+    #: The nonlinearity between the two projections.
     activation: Literal["gelu", "relu", "silu"] = "gelu"
 
 

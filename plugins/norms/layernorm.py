@@ -10,7 +10,9 @@ from tel_core import hookimpl
 
 @attrs.frozen
 class LayerNormOptions:
-    bias: bool = True  # a learned shift after the gain
+    #: Learn a shift (bias) after the gain.
+    bias: bool = True
+    #: Added to the variance before the square root, so a constant input stays finite.
     eps: float = attrs.field(default=1e-5, validator=attrs.validators.gt(0))
 
 

@@ -10,6 +10,7 @@ from tel_core import hookimpl
 
 @attrs.frozen
 class RMSNormOptions:
+    #: Added to the mean square before the square root, so a zero input stays finite.
     eps: float = attrs.field(default=1e-6, validator=attrs.validators.gt(0))
 
 

@@ -9,11 +9,21 @@ from tel_core import hookimpl
 from tel_core.interfaces import ParameterGroups
 
 
+def _betas(instance: object, attribute: attrs.Attribute, value: tuple[float, float]) -> None:
+    # Checked here, not left to torch: a bad value is then one line naming the file and key.
+    if not all(0.0 <= beta < 1.0 for beta in value):
+        raise ValueError(f"betas must each be in [0, 1), got {list(value)}")
+
+
 @attrs.frozen
 class AdamWOptions:
+    #: Peak learning rate; the schedule scales it step by step.
     lr: float = attrs.field(default=1e-3, validator=attrs.validators.gt(0))
+    #: Decoupled weight decay, applied to weight matrices only.
     weight_decay: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
-    betas: tuple[float, float] = (0.9, 0.95)
+    #: Decay rates of the running averages of the gradient and of its square.
+    betas: tuple[float, float] = attrs.field(default=(0.9, 0.95), validator=_betas)
+    #: Added to the denominator, for numerical stability.
     eps: float = attrs.field(default=1e-8, validator=attrs.validators.gt(0))
     #: Also decay embedding tables (and so a tied LM head), as nanoGPT does.
     decay_embeddings: bool = False

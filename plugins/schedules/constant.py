@@ -12,6 +12,7 @@ from tel_core.interfaces import ScheduleContext
 
 @attrs.frozen
 class ConstantOptions:
+    #: Steps over which the learning rate ramps up linearly to its peak.
     warmup_steps: int = attrs.field(default=0, validator=attrs.validators.ge(0))
 
 

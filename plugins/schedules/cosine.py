@@ -13,7 +13,9 @@ from tel_core.interfaces import ScheduleContext
 
 @attrs.frozen
 class CosineOptions:
+    #: Steps over which the learning rate ramps up linearly to its peak.
     warmup_steps: int = attrs.field(default=100, validator=attrs.validators.ge(0))
+    #: The floor the cosine decays to (an absolute learning rate, not a fraction).
     min_lr: float = attrs.field(default=1e-4, validator=attrs.validators.ge(0))
     #: The step at which the decay reaches min_lr; default: the run's max_steps.
     decay_steps: int | None = attrs.field(

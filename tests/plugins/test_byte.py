@@ -1,4 +1,11 @@
+"""byte: the tokenizer contract; any text round-trips in 256 ids."""
+
+from tel_core.testing import check_tokenizer
 from tel_plugins.tokenizers.byte import ByteOptions, ByteTokenizer
+
+
+def test_conforms(registry):
+    check_tokenizer("byte", registry=registry)
 
 
 def test_any_text_round_trips_in_256_ids():

@@ -1,7 +1,15 @@
+"""char: the tokenizer contract, the vocabulary from training text, unseen characters."""
+
 import pytest
 
 from tel_core.errors import TelError
+from tel_core.testing import check_tokenizer
 from tel_plugins.tokenizers.char import UNKNOWN, CharOptions, CharTokenizer
+
+
+@pytest.mark.parametrize("options", [None, {"unknown": "error"}])
+def test_conforms(registry, options):
+    check_tokenizer("char", options, registry=registry)
 
 
 def test_round_trip_and_vocabulary_from_training_text():

@@ -1,8 +1,15 @@
+"""stdlib: the dataset contract; the split by file, tests and site-packages left out."""
+
 import sysconfig
 from pathlib import Path
 
 from tel_core.interfaces import DataContext
+from tel_core.testing import check_dataset
 from tel_plugins.datasets.stdlib import StdlibDataset, StdlibOptions
+
+
+def test_conforms(registry):
+    check_dataset("stdlib", registry=registry)
 
 
 def test_split_by_file_is_deterministic_and_disjoint():

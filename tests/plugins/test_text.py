@@ -1,10 +1,19 @@
+"""text: the dataset contract; files and globs, a contiguous split, downloads."""
+
 import pytest
 
 from tel_core.errors import TelError
 from tel_core.interfaces import DataContext
+from tel_core.testing import check_dataset
 from tel_plugins.datasets.text import TextDataset, TextOptions
 
 CTX = DataContext(val_fraction=0.25, seed=0)
+
+
+def test_conforms(registry, tmp_path):
+    (tmp_path / "a.txt").write_text("one line of text\n" * 50)
+    (tmp_path / "b.txt").write_text("and another one\n" * 50)
+    check_dataset("text", {"paths": [str(tmp_path / "*.txt")]}, registry=registry)
 
 
 def test_contiguous_split(tmp_path):

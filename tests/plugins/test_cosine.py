@@ -1,11 +1,21 @@
+"""cosine: the schedule contract, warmup, peak and floor."""
+
 import pytest
 
 from tel_core.interfaces import ScheduleContext
-from tel_plugins.schedules.constant import ConstantOptions, constant
+from tel_core.testing import check_schedule
 from tel_plugins.schedules.cosine import CosineOptions, cosine
 
 
-def test_cosine_warms_up_peaks_and_decays_to_the_floor():
+@pytest.mark.parametrize(
+    "options",
+    [None, {"warmup_steps": 0, "min_lr": 0.0}, {"warmup_steps": 500, "decay_steps": 10}],
+)
+def test_conforms(registry, options):
+    check_schedule("cosine", options, registry=registry)
+
+
+def test_warms_up_peaks_and_decays_to_the_floor():
     lr_at = cosine(CosineOptions(warmup_steps=10, min_lr=1e-4), ScheduleContext(1e-3, 110))
     assert lr_at(0) == pytest.approx(1e-3 / 11)
     assert lr_at(9) == pytest.approx(1e-3 * 10 / 11)
@@ -16,14 +26,8 @@ def test_cosine_warms_up_peaks_and_decays_to_the_floor():
     assert values == sorted(values, reverse=True)
 
 
-def test_cosine_decay_steps_may_differ_from_max_steps():
+def test_decay_steps_may_differ_from_max_steps():
     lr_at = cosine(
         CosineOptions(warmup_steps=0, min_lr=0.0, decay_steps=50), ScheduleContext(1.0, 100)
     )
     assert lr_at(50) == 0.0 and lr_at(99) == 0.0
-
-
-def test_constant_with_and_without_warmup():
-    assert constant(ConstantOptions(), ScheduleContext(0.5, 10))(0) == 0.5
-    warm = constant(ConstantOptions(warmup_steps=3), ScheduleContext(0.5, 10))
-    assert [warm(s) for s in range(5)] == pytest.approx([0.125, 0.25, 0.375, 0.5, 0.5])

@@ -1,4 +1,4 @@
-"""Feed-forward blocks: SwiGLU's hidden width and its parameter count against the MLP."""
+"""swiglu: the ffn contract; its hidden width, and its parameter count against the MLP."""
 
 from __future__ import annotations
 
@@ -7,13 +7,18 @@ import math
 import pytest
 import torch
 
-from tel_core.interfaces import ModelContext
+from tel_core.testing import check_ffn, model_context
 from tel_plugins.ffn.mlp import MLP, MLPOptions
 from tel_plugins.ffn.swiglu import SwiGLU, SwiGLUOptions, hidden_size
 
 
-def ctx(d_model: int) -> ModelContext:
-    return ModelContext(d_model, 4, 1, 16, 0.0, False, lambda dim: torch.nn.LayerNorm(dim))
+@pytest.mark.parametrize("options", [None, {"hidden": 50}, {"multiple_of": 1}])
+def test_conforms(registry, options):
+    check_ffn("swiglu", options, registry=registry)
+
+
+def ctx(d_model: int):
+    return model_context(d_model=d_model, n_layers=1, bias=False)
 
 
 @pytest.mark.parametrize(
@@ -28,7 +33,7 @@ def test_an_explicit_hidden_is_used_as_given():
     assert hidden_size(SwiGLUOptions(hidden=341), 128) == 341
 
 
-def test_swiglu_at_341_matches_the_gelu_mlp_within_a_row():
+def test_at_341_it_matches_the_gelu_mlp_within_a_row():
     mlp = MLP(MLPOptions(expansion=4), ctx(128))
     swiglu = SwiGLU(SwiGLUOptions(hidden=341), ctx(128))
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
@@ -36,7 +41,7 @@ def test_swiglu_at_341_matches_the_gelu_mlp_within_a_row():
     assert count(swiglu) == 3 * 128 * 341 == 130_944
 
 
-def test_swiglu_is_silu_of_the_gate_times_up():
+def test_is_silu_of_the_gate_times_up():
     swiglu = SwiGLU(SwiGLUOptions(hidden=1), ctx(1))
     with torch.no_grad():
         swiglu.gate.weight.fill_(2.0)

@@ -1,0 +1,302 @@
+"""``check_attention``: the contract of ``register_attention`` factories.
+
+An attention variant maps (B, T, d_model) to the same shape, never lets position t see
+anything after t, and works with whatever positional encoding the experiment chose:
+it calls ``positional.rotate`` on q and k and adds ``positional.score_bias`` to its
+scores. The core of these checks also runs from ``check_positional``, pairing each
+positional encoding with the registered attention variants.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from tel_core.errors import TelError
+from tel_core.interfaces import ModelContext
+from tel_core.nn import Positional
+from tel_core.registry import Component, Registry
+from tel_core.testing.subject import (
+    Subject,
+    accepts,
+    check_model_check,
+    check_options,
+    fail,
+    subject,
+    wrong_type,
+)
+from tel_core.testing.tensors import (
+    BATCH,
+    BF16_RTOL,
+    backward,
+    bf16_copy,
+    expect_close,
+    expect_gradients,
+    expect_tensor,
+    max_diff,
+    model_context,
+    perturb,
+    randn,
+    same_state,
+    seeded,
+)
+
+AttentionBuilder = Callable[[], nn.Module]
+
+
+def check_attention(
+    component: str | Component,
+    options: Any = None,
+    *,
+    registry: Registry | None = None,
+    ctx: ModelContext | None = None,
+    positionals: Iterable[str] | None = None,
+    device: str | torch.device = "cpu",
+) -> None:
+    """Check an attention variant against the ``register_attention`` contract.
+
+    Builds it with ``factory(options, ctx)`` (default ``model_context()``) and checks,
+    with a positional encoding that does nothing: output shape, dtype and finiteness;
+    the same input twice gives the same output; causality (changing token t changes no
+    output before t); a sequence of one, or of any shorter length, gives the first
+    outputs of a longer one; a batch of one; a gradient reaches every parameter and the
+    input. Then: it calls ``positional.rotate`` on q and k and ``positional.score_bias``,
+    and their results change its output; two builds under one seed are identical, and
+    so are two training passes (dropout included); bfloat16 stays close to float32, also
+    with a float32 score bias. The core checks then run again with every registered
+    positional encoding that acts inside attention (or the ones named in
+    ``positionals``).
+
+    Raises ``ConformanceError`` naming the check and what broke.
+    """
+    s = subject("attention", component, options, registry)
+    check_options(s)
+    ctx = ctx or model_context()
+    device = torch.device(device)
+
+    def build(context: ModelContext = ctx) -> nn.Module:
+        module = s.build(context)
+        if not isinstance(module, nn.Module):
+            wrong_type(module, "a torch.nn.Module")
+        return module.to(device)
+
+    check_model_check(s, ctx)
+    with s.check("builds a torch.nn.Module"):
+        build()
+    attention_core(s, build, Positional(), ctx, device)
+    x = randn(BATCH, ctx.block_size, ctx.d_model, device=device)
+    with s.check("calls positional.rotate and score_bias"):
+        _calls_positional(seeded(build).eval(), x, ctx)
+    takes_bias = _positional_effects(s, build, x, ctx, device)
+    with s.check("deterministic under a seed"):
+        _deterministic(build, attrs.evolve(ctx, dropout=0.1), x)
+    with s.check("bfloat16"):
+        module = seeded(build).eval()
+        for positional in (Positional(), _Bias(ctx, device)) if takes_bias else (Positional(),):
+            reference = module(x, positional)
+            low = expect_tensor(
+                bf16_copy(module)(x.bfloat16(), positional), tuple(x.shape), torch.bfloat16
+            )
+            expect_close(
+                low,
+                reference,
+                f"in bfloat16 the output strays from float32 further than rounding explains"
+                f"{' (with a float32 score bias)' if isinstance(positional, _Bias) else ''}",
+                atol=BF16_RTOL,
+            )
+    for name, positional in _positionals(s.registry, ctx, positionals):
+        suffix = f" with positional {name!r}"
+        attention_core(s, build, positional.to(device), ctx, device, suffix, partner=True)
+
+
+def attention_core(
+    s: Subject,
+    build: AttentionBuilder,
+    positional: Positional,
+    ctx: ModelContext,
+    device: torch.device,
+    suffix: str = "",
+    partner: bool = False,
+) -> None:
+    """Shape, repeatability, causality, shorter sequences, a batch of one, gradients.
+
+    With a ``partner`` (a registered component paired with the one under test), a
+    ``TelError`` on the first call is a clear refusal of the pair, not a failure: linear
+    attention, say, cannot add ALiBi's score bias, and says so in one line.
+    """
+    T, C = ctx.block_size, ctx.d_model
+    module = seeded(build).eval()
+    positional.eval()
+    x = randn(BATCH, T, C, device=device)
+    with s.check("output shape and dtype" + suffix):
+        try:
+            out = module(x, positional)
+        except TelError as exc:
+            if not partner:
+                raise
+            _one_line(exc)
+            return
+        out = expect_tensor(out, (BATCH, T, C), torch.float32)
+    with s.check("the same input twice" + suffix):
+        if not torch.equal(module(x, positional), out):
+            fail("two evaluations of one input differ: does forward keep state between calls?")
+    with s.check("causality" + suffix):
+        for t in sorted({0, T // 2, T - 1}):
+            changed = x.clone()
+            changed[:, t] = perturb(changed[:, t])
+            after = module(changed, positional)
+            expect_close(
+                after[:, :t],
+                out[:, :t],
+                f"changing token {t} changed the output before position {t}: the output at "
+                f"t must not depend on any input after t",
+            )
+            if torch.equal(after[:, t:], out[:, t:]):
+                fail(f"changing token {t} changed no output at all: is the input used?")
+    with s.check("shorter sequences" + suffix):
+        for length in sorted({1, T // 2}):
+            part = expect_tensor(module(x[:, :length], positional), (BATCH, length, C), x.dtype)
+            expect_close(
+                part,
+                out[:, :length],
+                f"a sequence of {length} gives other outputs than the first {length} positions "
+                f"of a longer one: the output at t may depend only on tokens 0..t",
+            )
+    with s.check("batch of one" + suffix):
+        one = expect_tensor(module(x[:1], positional), (1, T, C), x.dtype)
+        expect_close(one, out[:1], "a sequence's output changes with the rest of the batch")
+        expect_tensor(module(x[:1, :1], positional), (1, 1, C), x.dtype)
+    with s.check("gradient reaches every parameter" + suffix):
+        module.train()
+        inputs = x.clone().requires_grad_()
+        backward(module(inputs, positional))
+        expect_gradients(module, inputs)
+
+
+def _positional_effects(
+    s: Subject, build: AttentionBuilder, x: torch.Tensor, ctx: ModelContext, device: torch.device
+) -> bool:
+    """Rotations and score biases change the output; returns whether it takes a score bias.
+
+    An attention that forms no scores (linear attention) may refuse a score bias with a
+    one-line ``TelError``; any other error, or a bias that changes nothing, fails.
+    """
+    module = seeded(build).eval()
+    plain = module(x, Positional())
+    one_position = ctx.block_size < 2  # a softmax over one key cannot show either
+    with s.check("uses what positional.rotate returns"):
+        if not one_position and max_diff(module(x, _FlipQueries()), plain) < 1e-4:
+            fail("rotating q gave the same output: compute the scores from the q and k it returns")
+    with s.check("adds positional.score_bias to the scores"):
+        try:
+            biased = module(x, _Bias(ctx, device))
+        except TelError as exc:
+            _one_line(exc)
+            return False
+        if not one_position and max_diff(biased, plain) < 1e-4:
+            fail("a large score bias changed nothing: add positional.score_bias(T) to the scores")
+    return True
+
+
+def _one_line(refusal: TelError) -> None:
+    """A refusal is for people: one line that says what cannot be combined."""
+    if not str(refusal).strip() or "\n" in str(refusal).strip():
+        fail(f"it refused with {str(refusal)!r}; refuse with a TelError of one clear line")
+
+
+def _calls_positional(module: nn.Module, x: torch.Tensor, ctx: ModelContext) -> None:
+    spy = _Spy()
+    module(x, spy)
+    B, T = x.shape[:2]
+    if not spy.rotated:
+        fail("forward never calls positional.rotate(q, k), so rope would do nothing")
+    for q_shape, k_shape in spy.rotated:
+        for name, shape in (("q", q_shape), ("k", k_shape)):
+            if len(shape) != 4 or shape[0] != B or shape[2] != T:
+                fail(f"rotate got {name} of shape {shape}; expected (B, heads, T, head_dim)")
+    if T not in spy.biased:
+        fail(f"forward never calls positional.score_bias({T}), so ALiBi would do nothing")
+
+
+def _deterministic(build: Callable[[ModelContext], nn.Module], ctx: ModelContext, x: Any) -> None:
+    def once() -> tuple[nn.Module, torch.Tensor]:
+        torch.manual_seed(1234)
+        module = build(ctx).train()
+        return module, module(x, Positional())
+
+    (first, a), (second, b) = once(), once()
+    same_state(first, second, "two builds under one seed differ (use torch's seeded RNG)")
+    if not torch.equal(a, b):
+        fail("two training-mode passes under one seed differ (dropout must use torch's RNG)")
+
+
+def _positionals(
+    registry: Registry, ctx: ModelContext, names: Iterable[str] | None
+) -> Iterator[tuple[str, Positional]]:
+    """The positional encodings to pair with: the named ones, or all that act in attention."""
+    chosen = sorted(registry.components("positional")) if names is None else list(names)
+    for name in chosen:
+        component = registry.get("positional", name)
+        if not accepts(component, component.options(), ctx):
+            continue  # the partner's own check rules this model out
+        try:
+            positional = component.factory(component.options(), ctx)
+        except Exception as exc:
+            if names is not None:
+                raise
+            warnings.warn(
+                f"not pairing with positional {name!r}: it does not build with its default "
+                f"options ({type(exc).__name__}: {exc})",
+                stacklevel=3,
+            )
+            continue
+        if names is not None or acts_in_attention(positional):
+            yield name, positional
+
+
+def acts_in_attention(positional: Positional) -> bool:
+    """Whether a positional encoding overrides ``rotate`` or ``score_bias``."""
+    kind = type(positional)
+    return kind.rotate is not Positional.rotate or kind.score_bias is not Positional.score_bias
+
+
+class _Spy(Positional):
+    """Records how attention calls it, and changes nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rotated: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        self.biased: list[int] = []
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.rotated.append((tuple(q.shape), tuple(k.shape)))
+        return q, k
+
+    def score_bias(self, seq_len: int) -> None:
+        self.biased.append(seq_len)
+        return None
+
+
+class _FlipQueries(Positional):
+    """A rotation whose effect cannot go unnoticed: each query's features reversed."""
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return q.flip(-1), k
+
+
+class _Bias(Positional):
+    """A large float32 per-head bias on the scores, as ALiBi gives (always float32)."""
+
+    def __init__(self, ctx: ModelContext, device: torch.device) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(2)
+        T = ctx.block_size
+        self.bias = 4 * torch.randn(ctx.n_heads, T, T, generator=generator).to(device)
+
+    def score_bias(self, seq_len: int) -> torch.Tensor:
+        return self.bias[:, :seq_len, :seq_len]

@@ -1,0 +1,84 @@
+"""What `tel plugins` reports, in process: tables, TOML snippets, run-time plugins."""
+
+from __future__ import annotations
+
+import sys
+
+import attrs
+import pytest
+
+from tel_core import hookimpl
+from tel_core.config_loader import experiment_from_dict, merge
+from tel_core.listing import component_info, component_tables, listing, toml_example
+from tel_core.registry import KINDS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def test_every_kind_has_a_table_in_the_experiment_file():
+    assert component_tables() == {
+        "dataset": ("data.dataset", False),
+        "tokenizer": ("data.tokenizer", False),
+        "attention": ("model.attention", False),
+        "positional": ("model.positional", False),
+        "norm": ("model.norm", False),
+        "ffn": ("model.ffn", False),
+        "optimizer": ("optimizer", False),
+        "schedule": ("schedule", False),
+        "logger": ("loggers", True),
+    }
+    assert set(component_tables()) == set(KINDS)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_the_shown_table_selects_the_component_with_its_defaults(registry, kind):
+    for component in registry.components(kind).values():
+        table = tomllib.loads(toml_example(component))  # comments hold what TOML cannot
+        experiment = experiment_from_dict(merge({"name": "x"}, table), registry)
+        path = component_tables()[kind][0].split(".")
+        selected = experiment
+        for key in path:
+            selected = getattr(selected, key)
+        selected = selected[0] if isinstance(selected, tuple) else selected
+        assert selected.name == component.name
+        assert selected.options == component.options()
+
+
+@attrs.frozen
+class _Options:
+    #: How many.
+    count: int
+    scale: float = 0.5
+
+
+class _RuntimePlugin:
+    @hookimpl
+    def register_ffn(self, register):
+        register("runtime", lambda options, ctx: None, options=_Options)
+
+
+def test_a_plugin_registered_at_run_time_and_a_required_option(registry):
+    registry.add_plugin(_RuntimePlugin(), name="runtime-plugin")
+    info = component_info(registry.get("ffn", "runtime"))
+    assert info["distribution"] is None and info["plugin"] == "runtime-plugin"
+    assert info["options"][0] == {
+        "name": "count",
+        "type": "int",
+        "default": None,
+        "required": True,
+        "doc": "How many.",
+    }
+    assert info["toml"] == (
+        '[model.ffn]\nname = "runtime"\ncount = ...  # required: int\nscale = 0.5'
+    )
+    names = [c["name"] for c in listing(registry, ["ffn"])["components"]["ffn"]]
+    assert "runtime" in names and names == sorted(names)
+
+
+def test_a_components_check_is_named(registry):
+    info = component_info(registry.get("attention", "causal"))
+    assert info["check"] == "tel_plugins.attention.multihead:check_heads"
+    assert component_info(registry.get("norm", "layernorm"))["check"] is None
