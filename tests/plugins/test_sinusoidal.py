@@ -22,3 +22,13 @@ def test_the_table_follows_the_formula_and_learns_nothing():
     t, i, d = 7, 3, ctx.d_model
     assert table[t, 2 * i].item() == pytest.approx(math.sin(t / 100.0 ** (2 * i / d)), abs=1e-6)
     assert table[t, 2 * i + 1].item() == pytest.approx(math.cos(t / 100.0 ** (2 * i / d)), abs=1e-6)
+
+
+def test_token_embeddings_are_scaled_by_sqrt_d_model_unless_disabled():
+    ctx = model_context()
+    x = torch.randn(2, 5, ctx.d_model)
+    table = SinusoidalPositions(SinusoidalOptions(), ctx).table[:5]
+    scaled = SinusoidalPositions(SinusoidalOptions(), ctx).embed(x)
+    plain = SinusoidalPositions(SinusoidalOptions(scale_embeddings=False), ctx).embed(x)
+    assert torch.allclose(scaled, x * math.sqrt(ctx.d_model) + table)
+    assert torch.allclose(plain, x + table)
