@@ -28,7 +28,6 @@ from tel_core.testing.subject import (
     check_options,
     fail,
     subject,
-    wrong_type,
 )
 from tel_core.testing.tensors import (
     BATCH,
@@ -80,10 +79,7 @@ def check_attention(
     device = torch.device(device)
 
     def build(context: ModelContext = ctx) -> nn.Module:
-        module = s.build(context)
-        if not isinstance(module, nn.Module):
-            wrong_type(module, "a torch.nn.Module")
-        return module.to(device)
+        return s.build_a(nn.Module, "a torch.nn.Module", context).to(device)
 
     check_model_check(s, ctx)
     with s.check("builds a torch.nn.Module"):

@@ -21,7 +21,6 @@ from tel_core.testing.subject import (
     check_options,
     fail,
     subject,
-    wrong_type,
 )
 from tel_core.testing.tensors import (
     BATCH,
@@ -64,10 +63,7 @@ def check_norm(
     device = torch.device(device)
 
     def build(width: int = dim) -> nn.Module:
-        module = s.build(width)
-        if not isinstance(module, nn.Module):
-            wrong_type(module, "a torch.nn.Module")
-        return module.to(device)
+        return s.build_a(nn.Module, "a torch.nn.Module", width).to(device)
 
     check_model_check(s, model_context(d_model=dim))
     with s.check("builds a torch.nn.Module"):
@@ -109,10 +105,7 @@ def check_ffn(
     device = torch.device(device)
 
     def build(context: ModelContext = ctx) -> nn.Module:
-        module = s.build(context)
-        if not isinstance(module, nn.Module):
-            wrong_type(module, "a torch.nn.Module")
-        return module.to(device)
+        return s.build_a(nn.Module, "a torch.nn.Module", context).to(device)
 
     check_model_check(s, ctx)
     with s.check("builds a torch.nn.Module"):

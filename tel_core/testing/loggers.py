@@ -18,7 +18,7 @@ from typing import Any
 
 from tel_core.interfaces import Logger, LoggerContext
 from tel_core.registry import Component, Registry
-from tel_core.testing.subject import check_options, fail, subject, wrong_type
+from tel_core.testing.subject import check_options, fail, subject
 
 #: What the loop logs every ``log_every`` steps.
 TRAIN_METRICS: dict[str, float | int] = {
@@ -85,10 +85,7 @@ def check_logger(
         streams = stack.enter_context(_captured_streams())
 
         def build(start_step: int = 0) -> Logger:
-            logger = s.build(logger_context(run_dir, start_step))
-            if not isinstance(logger, Logger):
-                wrong_type(logger, "a Logger")
-            return logger
+            return s.build_a(Logger, "a Logger", logger_context(run_dir, start_step))
 
         with s.check("builds a tel_core.interfaces.Logger"):
             logger = build()

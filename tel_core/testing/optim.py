@@ -73,9 +73,9 @@ def check_optimizer(
     def make(embedding: bool = True) -> tuple[nn.Module, torch.optim.Optimizer]:
         torch.manual_seed(0)
         model = _Toy(embedding)
-        optimizer = s.build(parameter_groups(model), lr)
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            wrong_type(optimizer, "a torch.optim.Optimizer")
+        optimizer = s.build_a(
+            torch.optim.Optimizer, "a torch.optim.Optimizer", parameter_groups(model), lr
+        )
         return model, optimizer
 
     with s.check("builds a torch.optim.Optimizer"):

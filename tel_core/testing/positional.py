@@ -25,7 +25,6 @@ from tel_core.testing.subject import (
     check_options,
     fail,
     subject,
-    wrong_type,
 )
 from tel_core.testing.tensors import (
     BATCH,
@@ -72,10 +71,7 @@ def check_positional(
     device = torch.device(device)
 
     def build() -> Positional:
-        positional = s.build(ctx)
-        if not isinstance(positional, Positional):
-            wrong_type(positional, "a subclass of tel_core.nn.Positional")
-        return positional.to(device)
+        return s.build_a(Positional, "a subclass of tel_core.nn.Positional", ctx).to(device)
 
     check_model_check(s, ctx)
     with s.check("builds a tel_core.nn.Positional"):

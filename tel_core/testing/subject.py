@@ -64,6 +64,13 @@ class Subject:
         """Call the registered factory, exactly as the core does: ``factory(options, *args)``."""
         return self.component.factory(self.options, *args)
 
+    def build_a(self, expected: type, description: str, *args: Any) -> Any:
+        """``build(*args)``, stopping the check unless it returned an ``expected``."""
+        built = self.build(*args)
+        if not isinstance(built, expected):
+            wrong_type(built, description)
+        return built
+
     @contextlib.contextmanager
     def check(self, what: str) -> Iterator[None]:
         """Run one named check; any failure in it becomes one ConformanceError."""

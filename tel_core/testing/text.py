@@ -16,7 +16,7 @@ import numpy as np
 
 from tel_core.interfaces import DataContext, Dataset, Tokenizer
 from tel_core.registry import Component, Registry
-from tel_core.testing.subject import Subject, check_options, fail, subject, wrong_type
+from tel_core.testing.subject import Subject, check_options, fail, subject
 
 #: Texts every tokenizer must round-trip once fitted on them: ASCII, code, accents,
 #: other scripts, emoji, a combining accent, whitespace, and nothing at all.
@@ -55,9 +55,7 @@ def check_tokenizer(
     corpus = list(texts if documents is None else documents)
 
     def fitted(one_shot: bool = True) -> Tokenizer:
-        tokenizer = s.build()
-        if not isinstance(tokenizer, Tokenizer):
-            wrong_type(tokenizer, "a Tokenizer")
+        tokenizer = s.build_a(Tokenizer, "a Tokenizer")
         tokenizer.fit(iter(corpus) if one_shot else corpus)
         return tokenizer
 
@@ -175,10 +173,7 @@ def check_dataset(
     ctx = ctx or DataContext(val_fraction=0.1, seed=0)
 
     def build() -> Dataset:
-        dataset = s.build(ctx)
-        if not isinstance(dataset, Dataset):
-            wrong_type(dataset, "a Dataset")
-        return dataset
+        return s.build_a(Dataset, "a Dataset", ctx)
 
     with s.check("builds a tel_core.interfaces.Dataset"):
         dataset, twin = build(), build()
