@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import sys
 import typing
 from collections.abc import Iterable, Sequence
@@ -129,6 +130,18 @@ def _strict(expected: type, accepts: tuple[type, ...]) -> Any:
     return structure
 
 
+def _finite(structure: Any) -> Any:
+    """TOML has inf and nan; no option means them, and they surface later as a NaN loss."""
+
+    def finite(value: Any, type_: type) -> Any:
+        number = structure(value, type_)
+        if not math.isfinite(number):
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return number
+
+    return finite
+
+
 def _structure_literal(value: Any, type_: Any) -> Any:
     allowed = typing.get_args(type_)
     if value not in allowed:
@@ -140,7 +153,7 @@ def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
     # cattrs would call int("3.5") or bool("no"); an experiment file deserves better.
     converter.register_structure_hook(int, _strict(int, (int,)))
-    converter.register_structure_hook(float, _strict(float, (int, float)))
+    converter.register_structure_hook(float, _finite(_strict(float, (int, float))))
     converter.register_structure_hook(bool, _strict(bool, (bool,)))
     converter.register_structure_hook(str, _strict(str, (str,)))
     converter.register_structure_hook_func(

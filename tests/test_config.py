@@ -84,6 +84,11 @@ def test_unknown_plugin_name_suggests(tmp_path, registry):
         ("[train]\nbatch_size = 6\nmicro_batch_size = 4", "micro_batch_size (4) must divide"),
         ("[optimizer]\nname = 'adamw'\nbetas = [0.9]", "[optimizer] betas:"),
         ("[model]\nattention = 3", '[model.attention]: expected name = "<attention>"'),
+        (
+            "[model.positional]\nname = 'sinusoidal'\nbase = inf",
+            "[model.positional] base: expected a finite number, got inf",
+        ),
+        ("[optimizer]\nlr = nan", "[optimizer] lr: expected a finite number, got nan"),
     ],
 )
 def test_bad_values_are_named(tmp_path, registry, toml, expected):
