@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tel_core.registry import Registry
+from tel_core.registry import KINDS, Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "experiments"
@@ -71,3 +71,16 @@ def tiny(corpus: Path) -> dict[str, Any]:
     config = copy.deepcopy(TINY)
     config["data"]["dataset"]["paths"] = [str(corpus)]
     return config
+
+
+def builtin_components(kinds: tuple[str, ...] = tuple(KINDS)) -> list[tuple[str, str]]:
+    """(kind, name) of every component tel itself ships, for parametrising tests."""
+    registry = Registry()
+    registry.load_entry_points()
+    return [
+        (kind, name)
+        for kind in KINDS
+        if kind in kinds
+        for name, c in sorted(registry.components(kind).items())
+        if c.source.distribution == "tel"
+    ]

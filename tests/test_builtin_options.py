@@ -23,8 +23,9 @@ from torch import nn
 from tel_core.config_loader import options_from_dict
 from tel_core.errors import TelError
 from tel_core.interfaces import ParameterGroups, ScheduleContext
-from tel_core.registry import KINDS, Registry
 from tel_core.testing import model_context
+
+from .conftest import builtin_components
 
 # Small, edge-heavy values: large enough to hit every validator, small enough to build.
 FLOATS = st.sampled_from([-1.0, 0.0, 1e-8, 0.5, 0.999, 1.0, 2.0, 1e4])
@@ -72,19 +73,7 @@ def build(kind: str, factory: Any, options: Any) -> None:
         factory(options, model_context())
 
 
-def builtins() -> list[tuple[str, str]]:
-    registry = Registry()
-    registry.load_entry_points()
-    return [
-        (kind, name)
-        for kind in KINDS
-        if kind in BUILT
-        for name, c in sorted(registry.components(kind).items())
-        if c.source.distribution == "tel"
-    ]
-
-
-@pytest.mark.parametrize(("kind", "name"), builtins())
+@pytest.mark.parametrize(("kind", "name"), builtin_components(tuple(BUILT)))
 @settings(
     max_examples=40,
     derandomize=True,

@@ -14,9 +14,9 @@ import pytest
 import tel_core.testing
 from tel_core import hookspecs
 from tel_core.options import describe_options
-from tel_core.registry import KINDS, Registry
+from tel_core.registry import KINDS
 
-from .conftest import ROOT
+from .conftest import ROOT, builtin_components
 
 GUIDE = ROOT / "docs" / "writing-plugins.md"
 HOOKS = {name: f for name, f in vars(hookspecs).items() if hasattr(f, "tel_spec")}
@@ -27,17 +27,6 @@ def guide_section(hook: str) -> str:
     text = GUIDE.read_text()
     match = re.search(rf"^### `{hook}`\n(.*?)(?=^##)", text, re.S | re.M)
     return match.group(1) if match else ""
-
-
-def builtins() -> list[tuple[str, str]]:
-    registry = Registry()
-    registry.load_entry_points()
-    return [
-        (kind, name)
-        for kind in KINDS
-        for name, c in sorted(registry.components(kind).items())
-        if c.source.distribution == "tel"
-    ]
 
 
 def test_every_hook_is_a_kind_of_component():
@@ -64,14 +53,14 @@ def test_every_kind_has_a_kit_check_that_is_itself_tested(kind):
     assert f"`check_{kind}`" in GUIDE.read_text()
 
 
-@pytest.mark.parametrize(("kind", "name"), builtins())
+@pytest.mark.parametrize(("kind", "name"), builtin_components())
 def test_every_builtin_has_its_own_test_module_using_the_kit(kind, name):
     path = ROOT / "tests" / "plugins" / f"test_{name}.py"
     assert path.is_file(), f"add tests/plugins/test_{name}.py for {kind} {name!r}"
     assert f'check_{kind}("{name}"' in path.read_text(), f"{path.name} must call check_{kind}"
 
 
-@pytest.mark.parametrize(("kind", "name"), builtins())
+@pytest.mark.parametrize(("kind", "name"), builtin_components())
 def test_every_builtin_documents_itself_and_each_option(registry, kind, name):
     component = registry.get(kind, name)
     assert component.doc, f"{kind} {name!r}: its factory needs a docstring"
