@@ -87,17 +87,27 @@ def shard(n_rows: int, rank: int, world_size: int) -> slice:
     return slice(rank * per, (rank + 1) * per)
 
 
-class WindowSampler:
-    """Random contiguous windows of ``block_size + 1`` tokens: inputs and shifted targets.
+class SeededSampler:
+    """Draws from a generator of its own, so the data stream is a function of the seed
+    alone, and the generator's state is the position in it (saved in checkpoints)."""
 
-    Draws come from a generator of its own, so the data stream is a function of the seed
-    alone (and its position can be saved and restored exactly).
-    """
+    def __init__(self, seed: int) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class WindowSampler(SeededSampler):
+    """Random contiguous windows of ``block_size + 1`` tokens: inputs and shifted targets."""
 
     def __init__(self, tokens: np.ndarray, block_size: int, seed: int) -> None:
+        super().__init__(seed)
         self.tokens = tokens
         self.block_size = block_size
-        self.generator = torch.Generator().manual_seed(seed)
 
     def sample(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Batch:
         high = len(self.tokens) - self.block_size  # last start that leaves room for a target
@@ -107,14 +117,8 @@ class WindowSampler:
         batch = torch.from_numpy(rows)
         return Batch(batch[:, :-1], batch[:, 1:], batch_size * self.block_size, batch_size)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-
-
-class PadSampler:
+class PadSampler(SeededSampler):
     """One document a row, padded to ``block_size``; documents drawn uniformly at random.
 
     A document longer than ``block_size + 1`` tokens contributes a random window of that
@@ -133,9 +137,9 @@ class PadSampler:
                 f"pad batching: no document of the {split} split has 2 tokens or more; "
                 f'set a separator on the dataset or use batching = "windows"'
             )
+        super().__init__(seed)
         self.starts = np.asarray(offsets[:-1])[usable].astype(np.int64)
         self.lengths = lengths[usable].astype(np.int64)
-        self.generator = torch.Generator().manual_seed(seed)
 
     @property
     def n_documents(self) -> int:
@@ -157,12 +161,6 @@ class PadSampler:
             targets[i, : span - 1] = row[1:]
         total_tokens = int((spans - 1).sum())
         return Batch(torch.from_numpy(inputs), torch.from_numpy(targets), total_tokens, batch_size)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
 
 
 Sampler = WindowSampler | PadSampler

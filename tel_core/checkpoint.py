@@ -14,9 +14,10 @@ the best validation loss and the resolved config.
 
 from __future__ import annotations
 
+import io
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +29,21 @@ FORMAT = 2
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, **state}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def save_checkpoint(paths: Sequence[Path], state: dict[str, Any]) -> None:
+    """Write ``state`` to every one of ``paths`` (latest.pt, best.pt, ...), serialised once.
+
+    Each file goes to a temporary name first and is renamed over the old one.
+    """
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -90,16 +98,24 @@ def config_differences(
     return differences
 
 
-#: A resumed run must train the same model on the same data; the rest (max_steps, the
+#: A resumed run must train the same model on the same data with the same optimizer
+#: (whose state the checkpoint restores, options included); the rest (max_steps, the
 #: schedule, eval cadence, loggers, ...) may change.
-FROZEN_SECTIONS = ("model", "data")
+FROZEN_SECTIONS = ("model", "data", "optimizer")
+#: ... except the peak learning rate: the loop sets every step's lr from it afresh.
+MAY_CHANGE = ("optimizer.lr",)
 
 
 def check_resumable(checkpoint: Mapping[str, Any], current: Mapping[str, Any], where: Path) -> None:
-    """Refuse, in one line naming the keys, to resume with another model or other data."""
-    differences = config_differences(checkpoint["config"], current, FROZEN_SECTIONS)
+    """Refuse, in one line naming the keys, to resume with another model, data or optimizer."""
+    differences = [
+        d
+        for d in config_differences(checkpoint["config"], current, FROZEN_SECTIONS)
+        if d.split(" ", 1)[0] not in MAY_CHANGE
+    ]
     if differences:
         raise ConfigError(
-            f"cannot resume {where}: the [model] and [data] sections must match the "
-            f"checkpoint's, but these differ: {', '.join(differences)}"
+            f"cannot resume {where}: the [model], [data] and [optimizer] sections (but "
+            f"optimizer.lr) must match the checkpoint's, but these differ: "
+            f"{', '.join(differences)}"
         )

@@ -110,31 +110,25 @@ class TrainConfig:
     #: kept), or "skip" the step's update and go on.
     nonfinite: Literal["stop", "skip"] = "stop"
     #: Also keep a checkpoint every this many steps (checkpoints/step_XXXXXXX.pt); 0 = off.
-    #: latest.pt is written at every evaluation, and best.pt at each new best val loss.
+    #: latest.pt is written then too, at every evaluation, and when a run is stopped;
+    #: best.pt at each new best val loss.
     checkpoint_every: int = attrs.field(default=0, validator=_non_negative)
     #: How many of those step checkpoints to keep, newest first; 0 = all of them.
     keep_last: int = attrs.field(default=0, validator=_non_negative)
 
     def __attrs_post_init__(self) -> None:
-        if self.batch_size % self.micro_size:
+        # Under data parallel it must divide each process's share: checked at start-up,
+        # once the number of processes is known (tel_core.batching.plan_batches).
+        if self.micro_batch_size and self.batch_size % self.micro_batch_size:
             raise ValueError(
-                f"micro_batch_size ({self.micro_size}) must divide batch_size ({self.batch_size})"
+                f"micro_batch_size ({self.micro_batch_size}) must divide batch_size "
+                f"({self.batch_size})"
             )
         if self.lr_scaling != "none" and self.reference_batch_size is None:
             raise ValueError(
                 f'lr_scaling = "{self.lr_scaling}" needs reference_batch_size, the batch size '
                 f"at which the optimizer's lr is right"
             )
-
-    @property
-    def micro_size(self) -> int:
-        """Sequences per forward pass in a single-process run."""
-        return self.micro_batch_size or self.batch_size
-
-    @property
-    def accumulation_steps(self) -> int:
-        """Micro-batches per optimizer step in a single-process run."""
-        return self.batch_size // self.micro_size
 
     @property
     def lr_scale(self) -> float:
@@ -177,10 +171,6 @@ class Experiment:
     train: TrainConfig = attrs.field(factory=TrainConfig)
     sample: SampleConfig = attrs.field(factory=SampleConfig)
     loggers: tuple[Selection, ...] = components("logger", defaults=("console",))
-
-
-#: Top-level keys that are not part of the schema but are understood by the loader.
-LOADER_KEYS = ("extends",)
 
 
 def selections(obj: Any, path: str = "") -> list[tuple[str, str, Selection]]:

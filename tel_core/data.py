@@ -43,11 +43,6 @@ def cache_root() -> Path:
     return Path(os.environ.get("TEL_CACHE_DIR") or Path.home() / ".cache" / "tel")
 
 
-def tokenize(documents: Iterable[str], tokenizer: Tokenizer) -> np.ndarray:
-    """All documents' ids in one array, each document followed by ``eos_id`` if there is one."""
-    return tokenize_documents(documents, tokenizer)[0]
-
-
 def tokenize_documents(
     documents: Iterable[str], tokenizer: Tokenizer
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -69,6 +69,17 @@ class Distributed:
         if self.enabled:
             dist.barrier()
 
+    @contextlib.contextmanager
+    def local_main_first(self) -> Iterator[None]:
+        """Run the body on each machine's first process, then on the others: for work
+        whose result they can share through the disk (the token cache)."""
+        first = self.local_rank == 0
+        if not first:
+            self.barrier()
+        yield
+        if first:
+            self.barrier()
+
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """``tensor`` summed over every process (in place)."""
         if self.enabled:

@@ -121,8 +121,9 @@ def register_optimizers(register: Register) -> None:
     ``factory(options, params: tel_core.interfaces.ParameterGroups, lr: float)
     -> torch.optim.Optimizer``. ``params`` sorts the model's parameters into weight
     matrices, embeddings and vectors (biases, norm gains) so that an optimizer can decide
-    what to decay. The loop overwrites each param group's ``"lr"`` every step from the
-    schedule.
+    what to decay. Build every group with ``lr`` (or a multiple of it, for a group that
+    should learn faster or slower): each step the loop sets each group's ``"lr"`` to the
+    schedule's value times that group's ratio to ``lr``.
     """
 
 

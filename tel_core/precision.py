@@ -78,11 +78,16 @@ class Precision:
         if self.scaler is not None:
             self.scaler.unscale_(optimizer)
 
-    def step(self, optimizer: torch.optim.Optimizer) -> bool:
-        """Update the weights; False when the scaler skipped the update (overflow)."""
+    def step(self, optimizer: torch.optim.Optimizer, finite: bool = True) -> bool:
+        """Update the weights unless the step is not ``finite``; whether they were updated.
+
+        With fp16 the scaler decides: it skips a step whose gradients overflowed and lowers
+        its scale, and it must see every step (``update()`` resets what ``unscale_`` did).
+        """
         if self.scaler is None:
-            optimizer.step()
-            return True
+            if finite:
+                optimizer.step()
+            return finite
         scale = self.scaler.get_scale()
         self.scaler.step(optimizer)
         self.scaler.update()

@@ -46,13 +46,16 @@ def tel_register() -> Iterator[Callable[..., str]]:
 
 
 @pytest.fixture
-def tel_train(tmp_path: Path) -> Callable[..., TinyRun]:
+def tel_train(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., TinyRun]:
     """``tel_train(steps=8, **components) -> TinyRun``: a tiny model trained by the real loop.
 
     Takes the arguments of ``tel_core.testing.train_tiny`` (components by name or table,
-    ``steps``, ``seed``, ``config``, ``registry``) and writes each run under ``tmp_path``.
+    ``steps``, ``seed``, ``config``, ``registry``) and writes each run, and its token cache,
+    under ``tmp_path`` (each run's corpus is new, so a shared cache would only grow).
     """
     from tel_core.testing.tiny import train_tiny
+
+    monkeypatch.setenv("TEL_CACHE_DIR", str(tmp_path / "tel-cache"))
 
     count = itertools.count()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -30,6 +31,14 @@ from tel_core.registry import Registry
 PACKAGES = ("torch", "numpy", "pluggy", "attrs", "cattrs", "rich")
 
 
+#: What a run writes into its directory: all of it goes when a run is replaced.
+RUN_FILES = ("config.toml", "manifest.json", "metrics.jsonl", "tokenizer.json", "samples.txt")
+
+
+def holds_a_run(run_dir: Path) -> bool:
+    return (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints" / "latest.pt").exists()
+
+
 def check_run_dir(run_dir: Path, overwrite: bool = False, resume: bool = False) -> None:
     """Refuse to mix a new run into an old one, or to resume what is not there."""
     if resume and overwrite:
@@ -37,26 +46,33 @@ def check_run_dir(run_dir: Path, overwrite: bool = False, resume: bool = False) 
     if resume:
         if not (run_dir / "checkpoints" / "latest.pt").is_file():
             raise TelError(f"{run_dir}: nothing to resume (no checkpoints/latest.pt)")
-    elif (run_dir / "metrics.jsonl").exists() and not overwrite:
+    elif holds_a_run(run_dir) and not overwrite:
         raise TelError(
             f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to "
             f"replace it, or --run-dir DIR to start a new one elsewhere"
         )
 
 
-def prepare_run_dir(run_dir: Path, overwrite: bool = False, resume_step: int | None = None) -> None:
+def prepare_run_dir(run_dir: Path, resume_step: int | None = None) -> None:
     """Create the run directory (after ``check_run_dir``'s checks).
 
     A resumed run drops the metric records after its checkpoint's step: a run killed
     between checkpoints logged steps that it will now train again.
     """
-    check_run_dir(run_dir, overwrite, resume=resume_step is not None)
-    if overwrite:
-        for name in ("metrics.jsonl", "samples.txt"):
-            (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume_step is not None:
         truncate_metrics(run_dir / "metrics.jsonl", resume_step)
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """Delete the previous run's files and checkpoints (``--overwrite``).
+
+    Called only once the new run is built, so that an experiment that fails to start
+    never costs the old run anything.
+    """
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
 
 
 def truncate_metrics(path: Path, step: int) -> None:

@@ -27,6 +27,15 @@ class Stopped(TelError):
         super().__init__(message)
         self.exit_code = exit_code
 
+    @classmethod
+    def by_signal(cls, signum: int, step: int, checkpoint: str) -> Stopped:
+        """Exit code 128 + the signal's number, as a shell reports a process it killed."""
+        name = signal.Signals(signum).name
+        return cls(
+            f"stopped by {name} after step {step}; saved {checkpoint} (continue with --resume)",
+            128 + signum,
+        )
+
 
 class StopSignals:
     """A context in which SIGINT and SIGTERM request a stop instead of killing the process."""
@@ -34,18 +43,6 @@ class StopSignals:
     def __init__(self) -> None:
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
-
-    @property
-    def requested(self) -> bool:
-        return self.received is not None
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.received).name if self.received else ""
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + (self.received or 0)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None and signum == signal.SIGINT:

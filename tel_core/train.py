@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,7 @@ from tel_core.rundir import (
     MetricsFile,
     build_manifest,
     check_run_dir,
+    clear_run_dir,
     prepare_run_dir,
     write_config,
     write_manifest,
@@ -118,6 +118,8 @@ class Trainer:
         registry: Registry,
         world: Distributed | None = None,
         checkpoint: dict[str, Any] | None = None,
+        device: torch.device | None = None,
+        overwrite: bool = False,
     ) -> None:
         self.exp = experiment
         self.run_dir = run_dir
@@ -125,7 +127,7 @@ class Trainer:
         self.world = world or Distributed()
         train = experiment.train
         seed_everything(experiment.seed)
-        self.device = resolve_device(train.device, self.world.local_rank)
+        self.device = device or resolve_device(train.device, self.world.local_rank)
         self.precision = Precision(train.precision, self.device)
         self.plan = plan_batches(train, self.world.world_size)
         self.progress = Progress()
@@ -137,12 +139,19 @@ class Trainer:
         self.metrics: MetricsFile | None = None
         self.loggers: list[Any] = []
         if self.world.is_main:  # one process writes the run directory and logs
+            if overwrite:  # only now that the new run is built: a failed start costs nothing
+                clear_run_dir(run_dir)
             self._write_run_files(resumed_from=checkpoint and checkpoint["step"])
             self.metrics = MetricsFile(run_dir / "metrics.jsonl")
             logger_ctx = LoggerContext(
                 run_dir, experiment.name, train.max_steps, self.progress.step, to_dict(experiment)
             )
-            self.loggers = [registry.build("logger", s, logger_ctx) for s in experiment.loggers]
+            for selection in experiment.loggers:
+                try:
+                    self.loggers.append(registry.build("logger", selection, logger_ctx))
+                except BaseException:
+                    self.close()  # the loggers built so far (a live progress bar, open files)
+                    raise
 
     # -- building --------------------------------------------------------------
 
@@ -153,7 +162,9 @@ class Trainer:
             "dataset", cfg.data.dataset, DataContext(cfg.data.val_fraction, cfg.seed)
         )
         self.tokenizer = self.registry.build("tokenizer", cfg.data.tokenizer)
-        self.splits = splits = prepare_tokens(cfg.data, dataset, self.tokenizer)
+        # Under torchrun one process per machine tokenizes; the others read its cache.
+        with self.world.local_main_first():
+            self.splits = splits = prepare_tokens(cfg.data, dataset, self.tokenizer)
         for split, tokens in (("train", splits.train), ("val", splits.val)):
             check_length(tokens, cfg.data.block_size, split, cfg.data.dataset.name)
         mode, block = cfg.data.batching, cfg.data.block_size
@@ -169,6 +180,8 @@ class Trainer:
             cfg.train.eval_batches,
             self.plan.micro_size,
         )
+        # Encoded now, so that a prompt the tokenizer refuses fails before training, not after.
+        self.prompt_ids = list(self.tokenizer.encode(cfg.sample.prompt)) or [0]
         # Bits per byte needs the bytes behind the (real) validation targets: count them once.
         self.val_bytes = sum(
             self.tokenizer.count_bytes(row[row != IGNORE_INDEX].tolist())
@@ -206,9 +219,14 @@ class Trainer:
                 f"{cfg.name}: learning rates x {self.lr_scale:.4g} ({train.lr_scaling} scaling, "
                 f"batch {train.batch_size} against reference {train.reference_batch_size})"
             )
+        peak = base_lr * self.lr_scale
         self.optimizer = self.registry.build(
-            "optimizer", cfg.optimizer, parameter_groups(self.model), base_lr * self.lr_scale
+            "optimizer", cfg.optimizer, parameter_groups(self.model), peak
         )
+        # An optimizer may give groups their own learning rates (say, embeddings x 10):
+        # the schedule then moves every group's rate, keeping these ratios.
+        for group in self.optimizer.param_groups:
+            group.setdefault("lr_ratio", group["lr"] / peak)
         self.lr_at = self.registry.build(
             "schedule", cfg.schedule, ScheduleContext(base_lr, train.max_steps)
         )
@@ -281,19 +299,23 @@ class Trainer:
         train = self.exp.train
         lr = self.lr_at(step - 1) * self.lr_scale
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_ratio"]
         # The whole step's batch is drawn at once: the data a step sees must not depend
         # on how it is split into processes and micro-batches.
         batch = self.sampler.sample(self.plan.batch_size, self.world.rank, self.world.world_size)
         loss = self.accumulate(batch).item()
         self.precision.unscale(self.optimizer)
-        clip = train.grad_clip or math.inf  # inf: measure the norm, change nothing
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item()
+        norm = torch.nn.utils.get_total_norm(
+            [p.grad for p in self.model.parameters() if p.grad is not None]
+        )
+        if train.grad_clip:  # 0: measure the norm, change nothing
+            torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), train.grad_clip, norm)
+        grad_norm = norm.item()
         # With fp16 an overflowing gradient is routine: the scaler skips that update.
         finite = math.isfinite(loss) and (
             math.isfinite(grad_norm) or self.precision.scaler is not None
         )
-        updated = self.precision.step(self.optimizer) if finite else False
+        updated = self.precision.step(self.optimizer, finite)
         self.optimizer.zero_grad(set_to_none=True)
         clipped = 0 < train.grad_clip < grad_norm
         return StepResult(loss, grad_norm, batch.total_tokens, lr, clipped, finite, updated)
@@ -329,8 +351,10 @@ class Trainer:
                     self.log(step, val)
                 if evaluate or (train.checkpoint_every and step % train.checkpoint_every == 0):
                     self.checkpoint(step, val["val/loss"] if evaluate else None)
-                # Every process stops at the same step, whichever got the signal.
-                if received := self.world.max(signals.received or 0, self.device):
+                # Every process stops at the same step, whichever got the signal; a signal
+                # during the last step lets the run finish (there is nothing to resume).
+                received = self.world.max(signals.received or 0, self.device)
+                if received and not last:
                     self.stop(step, received)
         sample = self.sample(train.max_steps) if self.world.is_main else ""
         return RunResult(
@@ -375,12 +399,7 @@ class Trainer:
         if self.progress.checkpoint_step != step:
             self.checkpoint(step)
         self.world.barrier()  # every process waits until rank 0 has written it
-        name = signal.Signals(signum).name
-        path = self.run_dir / "checkpoints" / "latest.pt"
-        raise Stopped(
-            f"stopped by {name} after step {step}; saved {path} (continue with --resume)",
-            128 + signum,
-        )
+        raise Stopped.by_signal(signum, step, str(self.run_dir / "checkpoints" / "latest.pt"))
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         if self.metrics is not None:
@@ -421,8 +440,7 @@ class Trainer:
         cfg = self.exp.sample
         if cfg.max_new_tokens == 0:
             return ""
-        prompt_ids = list(self.tokenizer.encode(cfg.prompt)) or [0]
-        prompt = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
+        prompt = torch.tensor([self.prompt_ids], dtype=torch.long, device=self.device)
         generator = torch.Generator(device=self.device).manual_seed(self.exp.seed)
         with self.precision.autocast():
             ids = generate(
@@ -458,8 +476,7 @@ class Trainer:
         state = self.state_dict(step)
         if self.world.is_main:
             directory = self.run_dir / "checkpoints"
-            for name in names:
-                save_checkpoint(directory / name, state)
+            save_checkpoint([directory / name for name in names], state)
             prune_step_files(directory, train.keep_last)
 
     def state_dict(self, step: int) -> dict[str, Any]:
@@ -468,14 +485,11 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.precision.state_dict(),
-            # The schedule is a function of the step; what it depends on besides is here.
-            "schedule": {"lr_scale": self.lr_scale, "next_lr": self.lr_at(step) * self.lr_scale},
             "data": self.sampler.state_dict(),
             "rng": self.world.gather(rng_state()),  # one state per process, by rank
             "best_val_loss": self.progress.best_val_loss,
             "tokens": self.progress.tokens,
             "elapsed_s": self.progress.elapsed_s,
-            "processes": self.world.world_size,
             "config": to_dict(self.exp),
         }
 
@@ -549,10 +563,10 @@ def run(
     with process_group(world, device):
         try:
             if world.is_main:
-                prepare_run_dir(run_dir, overwrite, checkpoint["step"] if checkpoint else None)
+                prepare_run_dir(run_dir, checkpoint["step"] if checkpoint else None)
             world.barrier()
             registry = registry or default_registry()
-            trainer = Trainer(experiment, run_dir, registry, world, checkpoint)
+            trainer = Trainer(experiment, run_dir, registry, world, checkpoint, device, overwrite)
             return trainer.fit()
         finally:
             if trainer is not None:

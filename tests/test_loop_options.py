@@ -11,7 +11,7 @@ import torch
 from tel_core.config import TrainConfig
 from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import ConfigError
-from tel_core.precision import native_bf16, resolve_precision
+from tel_core.precision import Precision, native_bf16, resolve_precision
 from tel_core.train import run
 
 CPU = torch.device("cpu")
@@ -106,3 +106,38 @@ def test_the_loop_reports_tokens_clipping_memory_and_time(tmp_path, registry, ti
         assert math.isfinite(r["train/tokens_per_s"])
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["accumulation_steps"] == 2 and manifest["tokens_per_step"] == 64
+
+
+class _RecordingScaler:
+    """Stands in for torch's GradScaler (which needs CUDA) and records what it is asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def get_scale(self) -> float:
+        return 1.0
+
+    def step(self, optimizer) -> None:
+        self.calls.append("step")
+
+    def update(self) -> None:
+        self.calls.append("update")
+
+
+def test_the_fp16_scaler_sees_every_step_even_a_nonfinite_one():
+    # GradScaler resets what unscale_() did only in update(): a skipped update() makes the
+    # next step's unscale_() raise. The scaler skips an overflowing step by itself.
+    precision = Precision("fp32", torch.device("cpu"))
+    precision.scaler = _RecordingScaler()
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    precision.step(optimizer, finite=False)
+    assert precision.scaler.calls == ["step", "update"]
+
+
+def test_without_a_scaler_a_nonfinite_step_is_not_taken():
+    precision = Precision("fp32", torch.device("cpu"))
+    weight = torch.nn.Parameter(torch.zeros(1))
+    weight.grad = torch.ones(1)
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    assert precision.step(optimizer, finite=False) is False and weight.item() == 0.0
+    assert precision.step(optimizer, finite=True) is True and weight.item() != 0.0

@@ -174,3 +174,25 @@ def test_step_checkpoints_keep_the_newest(tmp_path, registry, tiny):
     assert set(state) >= {"model", "optimizer", "scaler", "rng", "data", "best_val_loss"}
     assert set(state["rng"][0]) == {"python", "numpy", "torch", "cuda"}
     assert not list(checkpoints.glob(".*.tmp"))  # written atomically, nothing left over
+
+
+def test_resuming_with_other_optimizer_options_is_refused_but_lr_may_change(
+    tmp_path, registry, tiny
+):
+    tiny["train"]["checkpoint_every"] = 3
+    run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)
+    tiny["train"]["max_steps"] = 8
+    tiny["optimizer"]["weight_decay"] = 0.2  # the checkpoint's optimizer state holds 0.1
+    with pytest.raises(ConfigError, match=r"optimizer\.weight_decay \(0\.1 -> 0\.2\)"):
+        run(experiment_from_dict(tiny, registry), tmp_path / "run", registry, resume=True)
+    tiny["optimizer"] = {"name": "adamw", "lr": 1e-3}  # the same optimizer, a new peak lr
+    run(experiment_from_dict(tiny, registry), tmp_path / "run", registry, resume=True)
+    assert sorted(losses(tmp_path / "run")) == list(range(1, 9))
+
+
+def test_a_signal_during_the_last_step_lets_the_run_finish(tmp_path, registry, tiny):
+    registry.add_plugin(SignalPlugin(), name="signal")
+    tiny["loggers"] = [{"name": "signal", "step": 6, "signal": "SIGTERM"}]
+    result = run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)
+    assert result.steps == 6 and result.sample  # finished: evaluated, sampled, no Stopped
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 6

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import typing
 
+import attrs
 import pytest
 import torch
 
+from tel_core import hookimpl
 from tel_core.checkpoint import load_checkpoint
 from tel_core.config_loader import experiment_from_dict, load_experiment
 from tel_core.errors import TelError
-from tel_core.train import run
+from tel_core.interfaces import Logger
+from tel_core.train import Trainer, run
 
 
 def losses(run_dir):
@@ -106,3 +110,109 @@ def test_loss_falls(tmp_path, registry, tiny):
     run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)
     curve = losses(tmp_path / "run")
     assert sum(curve[-5:]) / 5 < curve[0] - 1.0
+
+
+def test_overwrite_replaces_the_old_run_only_once_the_new_one_is_built(tmp_path, registry, tiny):
+    tiny["train"].update(checkpoint_every=2, keep_last=5)
+    run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    before = (checkpoints / "latest.pt").read_bytes()
+
+    broken = {**tiny, "data": {**tiny["data"], "dataset": {"name": "text", "paths": ["gone"]}}}
+    with pytest.raises(TelError, match="no file matches"):
+        run(experiment_from_dict(broken, registry), tmp_path / "run", registry, overwrite=True)
+    assert (checkpoints / "latest.pt").read_bytes() == before  # a failed start costs nothing
+    assert (tmp_path / "run" / "metrics.jsonl").exists()
+
+    tiny["train"].update(max_steps=3, checkpoint_every=3)
+    run(experiment_from_dict(tiny, registry), tmp_path / "run", registry, overwrite=True)
+    # Nothing of the old run is left: no stale snapshot, no stale metric line.
+    assert sorted(p.name for p in checkpoints.iterdir()) == [
+        "best.pt", "latest.pt", "step_0000003.pt",
+    ]  # fmt: skip
+    assert len(losses(tmp_path / "run")) == 3
+
+
+def test_a_checkpoint_alone_marks_a_run(tmp_path, registry, tiny):
+    exp = experiment_from_dict(tiny, registry)
+    run(exp, tmp_path / "run", registry)
+    (tmp_path / "run" / "metrics.jsonl").unlink()  # say, deleted by hand
+    with pytest.raises(TelError, match="already holds a run"):
+        run(exp, tmp_path / "run", registry)
+
+
+def test_a_prompt_the_tokenizer_refuses_fails_before_training(tmp_path, registry, tiny):
+    tiny["data"]["tokenizer"] = {"name": "char", "unknown": "error"}
+    tiny["sample"]["prompt"] = "☃"  # never in the training text
+    with pytest.raises(TelError, match="never occurs in the training split"):
+        run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+class _Closing(Logger):
+    closed: typing.ClassVar[list[str]] = []
+
+    def __init__(self, options, ctx) -> None:
+        pass
+
+    def log(self, step, metrics) -> None:
+        pass
+
+    def close(self) -> None:
+        _Closing.closed.append("closed")
+
+
+class _LoggerPlugin:
+    @hookimpl
+    def register_loggers(self, register):
+        register("closing", _Closing)
+        register("failing", _fail)
+
+
+def _fail(options, ctx):
+    raise TelError("this logger cannot start")
+
+
+def test_a_logger_that_fails_to_start_closes_those_built_before(tmp_path, registry, tiny):
+    registry.add_plugin(_LoggerPlugin(), name="loggers")
+    tiny["loggers"] = [{"name": "closing"}, {"name": "failing"}]
+    _Closing.closed.clear()
+    with pytest.raises(TelError, match="cannot start"):
+        run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)
+    assert _Closing.closed == ["closed"]
+
+
+@attrs.frozen
+class _TenfoldOptions:
+    lr: float = 1e-3
+
+
+def _tenfold_embeddings(options, params, lr):
+    """AdamW whose embeddings learn ten times faster than everything else."""
+    return torch.optim.AdamW(
+        [
+            {"params": params.matrices + params.vectors},
+            {"params": params.embeddings, "lr": 10 * lr},
+        ],
+        lr=lr,
+    )
+
+
+class _OptimizerPlugin:
+    @hookimpl
+    def register_optimizers(self, register):
+        register("tenfold", _tenfold_embeddings, options=_TenfoldOptions)
+
+
+def test_the_schedule_keeps_an_optimizers_per_group_learning_rate_ratios(tmp_path, registry, tiny):
+    registry.add_plugin(_OptimizerPlugin(), name="tenfold")
+    tiny["optimizer"] = {"name": "tenfold", "lr": 1e-3}
+    trainer = Trainer(experiment_from_dict(tiny, registry), tmp_path, registry)
+    try:
+        for step in (1, 2, 3):
+            trainer.train_step(step)
+            rest, embeddings = (g["lr"] for g in trainer.optimizer.param_groups)
+            assert rest == pytest.approx(trainer.lr_at(step - 1))
+            assert embeddings == pytest.approx(10 * rest)
+    finally:
+        trainer.close()
