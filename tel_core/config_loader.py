@@ -16,7 +16,7 @@ import math
 import sys
 import typing
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import attrs
@@ -327,19 +327,23 @@ def options_from_dict(component: Component, data: dict[str, Any], label: str = "
 # -- writing ------------------------------------------------------------------------
 
 
-def to_dict(obj: Any) -> Any:
-    """Plain TOML-ready data for an experiment (or any part of one). None is left out."""
+def to_dict(obj: Any, keep_none: bool = False) -> Any:
+    """Plain TOML- and JSON-ready data for an experiment (or any part of one, or any attrs
+    object): tuples become lists, paths strings. None is left out (TOML has no null)
+    unless ``keep_none``."""
     if isinstance(obj, Selection):
-        return {"name": obj.name, **to_dict(obj.options)}
+        return {"name": obj.name, **to_dict(obj.options, keep_none)}
     if attrs.has(type(obj)):
         return {
-            f.name: to_dict(value)
+            f.name: to_dict(value, keep_none)
             for f in attrs.fields(type(obj))
-            if (value := getattr(obj, f.name)) is not None
+            if (value := getattr(obj, f.name)) is not None or keep_none
         }
     if isinstance(obj, (list, tuple)):
-        return [to_dict(item) for item in obj]
-    if isinstance(obj, Path):
+        return [to_dict(item, keep_none) for item in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v, keep_none) for k, v in obj.items()}
+    if isinstance(obj, PurePath):
         return str(obj)
     return obj
 

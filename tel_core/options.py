@@ -22,10 +22,11 @@ import io
 import textwrap
 import tokenize
 import typing
-from pathlib import PurePath
 from typing import Any
 
 import attrs
+
+from tel_core.config_loader import to_dict
 
 #: Stands for the default of an option that has none (it must be given).
 REQUIRED = "(required)"
@@ -124,17 +125,4 @@ def _default(field: attrs.Attribute) -> Any:
         if default.takes_self:
             return "(computed)"
         default = default.factory()
-    return plain(default)
-
-
-def plain(value: Any) -> Any:
-    """``value`` as TOML- and JSON-ready data: tuples become lists, paths strings."""
-    if attrs.has(type(value)):
-        return {f.name: plain(getattr(value, f.name)) for f in attrs.fields(type(value))}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, PurePath):
-        return str(value)
-    return value
+    return to_dict(default, keep_none=True)
