@@ -58,10 +58,10 @@ class TalkingHeadsAttention(Attention):
             scores = torch.einsum("bhij,hg->bgij", scores, self.mix_scores)
         future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
         weights = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+        if self.recording:  # tel_core.nn.record_attention(model) is open
+            self.record(weights)  # the softmax's: rows sum to one, as probes expect
         if self.mix_weights is not None:  # masked weights are 0 in every head: still causal
             weights = torch.einsum("bhij,hg->bgij", weights, self.mix_weights)
-        if self.recording:  # tel_core.nn.record_attention(model) is open
-            self.record(weights)
         weights = F.dropout(weights, self.dropout, self.training)
         y = (weights @ v).transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads
         return self.out(y)
