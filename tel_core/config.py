@@ -104,7 +104,7 @@ class TrainConfig:
     #: torch.compile the model (on CPU this needs a C++ compiler; the first steps are slow).
     compile: bool = False
     #: Recompute each block's activations in the backward pass instead of storing them:
-    #: less memory, about a third more compute.
+    #: less memory, more compute (the backward pass runs each block forward again).
     activation_checkpointing: bool = False
     #: A non-finite loss or gradient norm: "stop" the run (the last good checkpoint is
     #: kept), or "skip" the step's update and go on.
