@@ -9,7 +9,6 @@ positional encoding with the registered attention variants.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -23,10 +22,10 @@ from tel_core.nn import Positional
 from tel_core.registry import Component, Registry
 from tel_core.testing.subject import (
     Subject,
-    accepts,
     check_model_check,
     check_options,
     fail,
+    partners,
     subject,
 )
 from tel_core.testing.tensors import (
@@ -235,22 +234,7 @@ def _positionals(
     registry: Registry, ctx: ModelContext, names: Iterable[str] | None
 ) -> Iterator[tuple[str, Positional]]:
     """The positional encodings to pair with: the named ones, or all that act in attention."""
-    chosen = sorted(registry.components("positional")) if names is None else list(names)
-    for name in chosen:
-        component = registry.get("positional", name)
-        if not accepts(component, component.options(), ctx):
-            continue  # the partner's own check rules this model out
-        try:
-            positional = component.factory(component.options(), ctx)
-        except Exception as exc:
-            if names is not None:
-                raise
-            warnings.warn(
-                f"not pairing with positional {name!r}: it does not build with its default "
-                f"options ({type(exc).__name__}: {exc})",
-                stacklevel=3,
-            )
-            continue
+    for name, _, positional in partners("positional", registry, ctx, names):
         if names is not None or acts_in_attention(positional):
             yield name, positional
 

@@ -8,7 +8,6 @@ length, and leave causality intact in every registered attention variant.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -20,10 +19,10 @@ from tel_core.nn import Positional
 from tel_core.registry import Component, Registry
 from tel_core.testing.attention import acts_in_attention, attention_core
 from tel_core.testing.subject import (
-    accepts,
     check_model_check,
     check_options,
     fail,
+    partners,
     subject,
 )
 from tel_core.testing.tensors import (
@@ -173,22 +172,7 @@ def _attentions(
     registry: Registry, ctx: ModelContext, names: Iterable[str] | None, device: torch.device
 ) -> Iterator[tuple[str, Any]]:
     """Builders of the attention variants to pair with: the named ones, or all registered."""
-    chosen = sorted(registry.components("attention")) if names is None else list(names)
-    for name in chosen:
-        component = registry.get("attention", name)
-        if not accepts(component, component.options(), ctx):
-            continue  # the partner's own check rules this model out
-        try:
-            component.factory(component.options(), ctx)
-        except Exception as exc:
-            if names is not None:
-                raise
-            warnings.warn(
-                f"not pairing with attention {name!r}: it does not build with its default "
-                f"options ({type(exc).__name__}: {exc})",
-                stacklevel=3,
-            )
-            continue
+    for name, component, _ in partners("attention", registry, ctx, names):
 
         def make(component: Component = component) -> nn.Module:
             return component.factory(component.options(), ctx).to(device)

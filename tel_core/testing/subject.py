@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NoReturn
 
 import attrs
@@ -159,6 +159,34 @@ def accepts(component: Component, options: Any, ctx: Any) -> bool:
     except (ValueError, TelError):
         return False
     return True
+
+
+def partners(
+    kind: str, registry: Registry, ctx: Any, names: Iterable[str] | None
+) -> Iterator[tuple[str, Component, Any]]:
+    """(name, component, built) for the components of ``kind`` to pair a subject with.
+
+    Named ones must build (their errors propagate); with ``names`` None, every registered
+    one whose check accepts ``ctx`` and that builds with default options, the others
+    skipped with a warning.
+    """
+    chosen = sorted(registry.components(kind)) if names is None else list(names)
+    for name in chosen:
+        component = registry.get(kind, name)
+        if not accepts(component, component.options(), ctx):
+            continue  # the partner's own check rules this model out
+        try:
+            built = component.factory(component.options(), ctx)
+        except Exception as exc:
+            if names is not None:
+                raise
+            warnings.warn(
+                f"not pairing with {kind} {name!r}: it does not build with its default "
+                f"options ({type(exc).__name__}: {exc})",
+                stacklevel=4,
+            )
+            continue
+        yield name, component, built
 
 
 def check_options(s: Subject) -> None:
