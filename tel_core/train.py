@@ -44,9 +44,11 @@ from tel_core.data import check_length, prepare_tokens
 from tel_core.device import compile_model, peak_memory_mb, resolve_device
 from tel_core.distributed import Distributed, from_environment, process_group
 from tel_core.errors import ConfigError, TelError
+from tel_core.evaluation import metrics as val_metrics
+from tel_core.evaluation import score_sums
 from tel_core.generate import generate
 from tel_core.interfaces import DataContext, LoggerContext, ScheduleContext
-from tel_core.loss import step_loss, token_losses
+from tel_core.loss import step_loss
 from tel_core.model import build_model, parameter_groups
 from tel_core.precision import Precision
 from tel_core.registry import Registry, default_registry
@@ -413,28 +415,19 @@ class Trainer:
 
     # -- evaluation and sampling -----------------------------------------------------
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Token-mean loss on the fixed validation rows (each process scores its share)."""
+        """Loss and accuracy on the fixed validation rows (each process scores its share)."""
         self.model.eval()
-        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, tokens
-        for i, (x, y) in enumerate(self.val_batches):
-            if i % self.world.world_size != self.world.rank:
-                continue
-            x, y = x.to(self.device), y.to(self.device)
-            with self.precision.autocast():
-                logits = self.model(x)
-            sums[0] += token_losses(logits, y).sum()
-            sums[1] += (y != IGNORE_INDEX).sum()
-        total, count = self.world.sum(sums).tolist()
+        sums = score_sums(
+            self.model,
+            self.val_batches,
+            self.device,
+            self.precision.autocast,
+            self.world.rank,
+            self.world.world_size,
+        )
         self.model.train()
-        loss = total / count
-        return {
-            "val/loss": loss,
-            "val/ppl": math.exp(min(loss, 50.0)),
-            "val/bits_per_token": loss / math.log(2),
-            "val/bits_per_byte": total / math.log(2) / max(1, self.val_bytes),
-        }
+        return val_metrics(self.world.sum(sums).tolist(), self.val_bytes)
 
     def sample(self, step: int) -> str:
         cfg = self.exp.sample
