@@ -1,4 +1,4 @@
-"""Progress on the terminal: a rich progress bar with loss, lr, tokens/s and ETA.
+"""Progress on the terminal: a rich progress bar with loss, lr, tokens/s, MFU and ETA.
 
 When the output is not a terminal (CI, a pipe, a file) it prints plain lines instead.
 """
@@ -28,11 +28,13 @@ def _status(metrics: Mapping[str, float]) -> str:
         parts.append(f"lr {metrics['train/lr']:.2e}")
     if "train/tokens_per_s" in metrics:
         parts.append(f"{metrics['train/tokens_per_s']:,.0f} tok/s")
+    if "train/mfu" in metrics:
+        parts.append(f"MFU {100 * metrics['train/mfu']:.1f}%")
     return " │ ".join(parts)
 
 
 class ConsoleLogger(Logger):
-    """A progress bar (step, loss, lr, tokens/s, ETA); eval results and samples above it."""
+    """A progress bar (step, loss, lr, tokens/s, MFU, ETA); eval results and samples above it."""
 
     def __init__(self, options: ConsoleOptions, ctx: LoggerContext) -> None:
         self.console = ui.console

@@ -31,6 +31,7 @@ TRAIN_METRICS: dict[str, float | int] = {
     "train/tokens_per_step": 2048,
     "train/tokens_per_s": 18600.0,
     "train/tflops": 0.0021,
+    "train/mfu": 0.42,
     "time/step_s": 0.11,
     "time/elapsed_s": 0.11,
     "mem/peak_mb": 412.5,
