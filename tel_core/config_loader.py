@@ -144,7 +144,8 @@ def _finite(structure: Any) -> Any:
 
 def _structure_literal(value: Any, type_: Any) -> Any:
     allowed = typing.get_args(type_)
-    if value not in allowed:
+    # ``1 == True`` in Python, but a TOML integer is not a TOML boolean.
+    if not any(value == a and type(value) is type(a) for a in allowed):
         raise ValueError(f"expected one of {', '.join(map(repr, allowed))}, got {value!r}")
     return value
 

@@ -1,6 +1,7 @@
 """adamw: the optimizer contract, and which parameters it decays."""
 
 import pytest
+import torch
 from torch import nn
 
 from tel_core.config_loader import experiment_from_dict
@@ -23,7 +24,13 @@ def decays(optimizer):
 
 
 @pytest.mark.parametrize(
-    "options", [None, {"decay_embeddings": True}, {"weight_decay": 0.0, "betas": [0.5, 0.0]}]
+    "options",
+    [
+        None,
+        {"decay_embeddings": True},
+        {"weight_decay": 0.0, "betas": [0.5, 0.0]},
+        {"fused": False},
+    ],
 )
 def test_conforms(registry, options):
     check_optimizer("adamw", options, registry=registry)
@@ -51,3 +58,29 @@ def test_betas_outside_0_1_are_a_config_error_not_a_torch_traceback(registry):
         experiment_from_dict(
             {"name": "x", "optimizer": {"name": "adamw", "betas": [0.9, 1.0]}}, registry
         )
+
+
+@pytest.mark.parametrize(("fused", "expected"), [("auto", True), (True, True), (False, False)])
+def test_fused_auto_takes_torchs_fused_kernel_where_it_has_one(fused, expected):
+    # torch has a fused AdamW for CPU tensors (since 2.4) as for CUDA ones.
+    opt = adamw(AdamWOptions(fused=fused), parameter_groups(Toy()), lr=1e-3)
+    assert bool(opt.defaults["fused"]) is expected
+
+
+def test_fused_and_unfused_take_the_same_step_to_rounding():
+    model, twin = Toy(), Toy()
+    twin.load_state_dict(model.state_dict())
+    updates = []
+    for m, fused in ((model, True), (twin, False)):
+        opt = adamw(AdamWOptions(fused=fused), parameter_groups(m), lr=1e-2)
+        for p in m.parameters():
+            p.grad = torch.ones_like(p) * 0.3
+        opt.step()
+        updates.append([p.detach().clone() for p in m.parameters()])
+    for a, b in zip(*updates, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_an_integer_is_not_a_boolean_for_fused(registry):
+    with pytest.raises(ConfigError, match=r"fused.*expected one of 'auto', True, False, got 1"):
+        experiment_from_dict({"name": "x", "optimizer": {"name": "adamw", "fused": 1}}, registry)
