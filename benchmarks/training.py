@@ -90,11 +90,15 @@ def measure(
         sync()
         elapsed = time.perf_counter() - started
         peak = peak_memory_mb(trainer.device)
+        flops = tokens / elapsed * trainer.flops_per_token
         return {
             **variant,
             "precision_used": trainer.precision.name,
             "device": str(trainer.device),
             "tokens_per_s": tokens / elapsed,
+            "mfu": flops / trainer.peak.flops,
+            "peak_flops": trainer.peak.manifest(),
+            "parameters": trainer.model.num_parameters(),
             "ms_per_step": 1000 * elapsed / steps,
             "peak_mb": peak,
             "training_mb": None if cuda or before is None else max(0.0, peak - before),
@@ -133,6 +137,7 @@ def table(results: list[dict[str, Any]]) -> str:
         "checkpointing",
         "tokens/s",
         "ms/step",
+        "MFU",
         "peak MB",
         "training MB",
         "warm-up s",
@@ -152,6 +157,7 @@ def table(results: list[dict[str, Any]]) -> str:
                 _on(r["checkpointing"]),
                 f"{r['tokens_per_s']:,.0f}",
                 f"{r['ms_per_step']:.1f}",
+                f"{100 * r['mfu']:.1f}%",
                 f"{r['peak_mb']:,.0f}",
                 "-" if r["training_mb"] is None else f"{r['training_mb']:,.0f}",
                 f"{r['warmup_s']:.1f}",
@@ -160,6 +166,15 @@ def table(results: list[dict[str, Any]]) -> str:
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
+    )
+
+
+def peaks(results: list[dict[str, Any]]) -> str:
+    """What each MFU is against: one line per dtype."""
+    found = {r["peak_flops"]["dtype"]: r["peak_flops"] for r in results if "peak_flops" in r}
+    return "\n".join(
+        f"MFU ({dtype}) against {p['flops_per_s'] / 1e9:,.0f} GFLOP/s, {p['source']}"
+        for dtype, p in found.items()
     )
 
 
@@ -215,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     device = next((r["device"] for r in results if "device" in r), "?")
     threads = next((r["threads"] for r in results if "threads" in r), "?")
     print(f"on {device} ({threads} threads)")
+    print(peaks(results))
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -80,6 +80,12 @@ class Batch:
     def micro_batches(self, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return list(zip(self.inputs.split(size), self.targets.split(size), strict=True))
 
+    def pin_memory(self) -> Batch:
+        """The batch in page-locked host memory, from which copies to a GPU can overlap
+        with computation (``.to(device, non_blocking=True)``)."""
+        inputs, targets = self.inputs.pin_memory(), self.targets.pin_memory()
+        return attrs.evolve(self, inputs=inputs, targets=targets)
+
 
 def shard(n_rows: int, rank: int, world_size: int) -> slice:
     """The rows of a global batch that process ``rank`` takes: a contiguous share."""

@@ -98,9 +98,13 @@ class TrainConfig:
         default=None, validator=attrs.validators.optional(_positive)
     )
     #: "bf16": bfloat16 autocast (CPU or CUDA); "fp16": float16 autocast with a gradient
-    #: scaler (CUDA only); "auto": bf16 where the hardware does it natively, else fp32.
+    #: scaler (CUDA only); "auto": bf16 where it pays, else fp32 (tel_core.precision's
+    #: rule: the device, its bf16 arithmetic, the model's width, compile).
     #: Weights, optimizer state and the loss stay float32 in every mode.
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
+    #: On CUDA, fp32 matrix multiplies use TF32 tensor cores (Ampere on; inputs rounded to
+    #: 10 mantissa bits, float32 accumulation). false: full fp32. No effect on a CPU.
+    tf32: bool = True
     #: torch.compile the model (on CPU this needs a C++ compiler; the first steps are slow).
     compile: bool = False
     #: Recompute each block's activations in the backward pass instead of storing them:

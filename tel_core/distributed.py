@@ -6,7 +6,8 @@ its ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` and where to meet (``MASTER_ADDR
 ``MASTER_PORT``). Every process builds the same model from the same seed, takes its own
 share of each step's rows (``tel_core.batching``), and DDP averages the gradients across
 processes during the backward pass. A plain ``tel run`` is a world of one, in which every
-function here does nothing.
+function here does nothing. Under torchrun even one process joins the process group, so
+``--nproc-per-node 1`` runs the data-parallel path (DDP, the backend's collectives) alone.
 """
 
 from __future__ import annotations
@@ -33,10 +34,17 @@ class Distributed:
     rank: int = 0  # 0 .. world_size - 1, over every machine
     local_rank: int = 0  # 0 .. processes on this machine - 1: picks the GPU
     world_size: int = 1
+    launched: bool = False  # by torchrun (its environment is set), even as a world of one
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.world_size > 1 or self.launched
+
+    def backend(self, device: torch.device) -> str | None:
+        """The process group's backend: NCCL between GPUs, gloo between CPU processes."""
+        if not self.enabled:
+            return None
+        return "nccl" if device.type == "cuda" else "gloo"
 
     @property
     def is_main(self) -> bool:
@@ -49,7 +57,7 @@ class Distributed:
         """Join the process group: NCCL between GPUs, gloo between CPU processes."""
         if not self.enabled or dist.is_initialized():
             return
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        backend = self.backend(device)
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend, rank=self.rank, world_size=self.world_size)
@@ -128,7 +136,8 @@ def from_environment() -> Distributed:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     except ValueError as exc:
         raise TelError(f"bad torchrun environment (RANK, LOCAL_RANK, WORLD_SIZE): {exc}") from None
-    return Distributed(rank=rank, local_rank=local_rank, world_size=world_size)
+    launched = "WORLD_SIZE" in os.environ
+    return Distributed(rank=rank, local_rank=local_rank, world_size=world_size, launched=launched)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import torch
 
 from tel_core.errors import ConfigError
@@ -21,25 +22,81 @@ from tel_core.errors import ConfigError
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+@attrs.frozen
+class Hardware:
+    """What the ``auto`` rule knows of a device; tests describe machines with it."""
+
+    device: str  # "cpu", "cuda", "mps", ...
+    cuda_capability: tuple[int, int] | None = None  # (major, minor) on CUDA
+    avx512_bf16: bool = False  # x86 bf16 dot products (Cooper Lake, Sapphire Rapids, Zen 4)
+    amx: bool = False  # Intel AMX matrix tiles (Sapphire Rapids and later)
+
+
+def hardware(device: torch.device) -> Hardware:
+    """This machine's ``device``, as the ``auto`` rule sees it."""
+    if device.type == "cuda":
+        return Hardware("cuda", cuda_capability=tuple(torch.cuda.get_device_capability(device)))
+    if device.type == "cpu":
+        flag = {name: getattr(torch.cpu, name, lambda: False)() for name in _CPU_FLAGS}
+        return Hardware(
+            "cpu", avx512_bf16=flag["_is_avx512_bf16_supported"], amx=flag["_is_amx_tile_supported"]
+        )
+    return Hardware(device.type)
+
+
+_CPU_FLAGS = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+
+#: On a CPU with bf16 arithmetic, eager bf16 pays from this model width on: below it the
+#: matrices are too small for bf16's faster multiplies to pay for autocast's casts.
+CPU_BF16_MIN_WIDTH = 256
+
+
+@attrs.frozen
+class Choice:
+    precision: str  # "fp32" or "bf16"
+    reason: str  # one line, recorded in manifest.json
+
+
+def auto_precision(hw: Hardware, d_model: int, compiled: bool = False) -> Choice:
+    """What ``precision = "auto"`` becomes on ``hw`` for a model ``d_model`` wide.
+
+    Measured (README, *Precision*): on CUDA bf16 runs on tensor cores from Ampere on. On
+    a CPU without bf16 arithmetic, bf16 is emulated: its matrix multiplies ran 40x slower
+    than fp32's on an AVX2 CPU. On a CPU with it, eager bf16 lost at width 128 (0.70x with
+    AMX, 1.00x with AVX512-BF16) and won from 384 on (1.63x at 384, 2.54x at 512); compiled,
+    the casts fuse into other kernels and bf16 won even at width 128 (1.28x).
+    """
+    if hw.device == "cuda":
+        if hw.cuda_capability is not None and hw.cuda_capability >= (8, 0):
+            return Choice("bf16", "CUDA compute capability >= 8.0: bf16 tensor cores")
+        return Choice("fp32", "CUDA compute capability < 8.0: no bf16 tensor cores")
+    if hw.device != "cpu":
+        return Choice("fp32", f"bf16 autocast is not known to pay on {hw.device}")
+    if not (hw.avx512_bf16 or hw.amx):
+        return Choice("fp32", "this CPU has no bf16 arithmetic (AVX512-BF16 or AMX): emulated")
+    if compiled:
+        return Choice("bf16", "CPU with bf16 arithmetic, compiled model")
+    if d_model < CPU_BF16_MIN_WIDTH:
+        return Choice(
+            "fp32", f"CPU with bf16 arithmetic, but d_model {d_model} < {CPU_BF16_MIN_WIDTH}"
+        )
+    return Choice("bf16", f"CPU with bf16 arithmetic and d_model {d_model} >= {CPU_BF16_MIN_WIDTH}")
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes in bfloat16 in hardware (rather than emulating it)."""
-    if device.type == "cuda":
-        try:
-            return torch.cuda.is_bf16_supported(including_emulation=False)
-        except TypeError:  # older torch: no including_emulation argument
-            return torch.cuda.get_device_capability(device)[0] >= 8
-    if device.type == "cpu":
-        # x86 CPUs with AVX512-BF16 or AMX have bfloat16 dot products; elsewhere autocast
-        # converts back and forth and is usually slower than float32.
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-    return False
+    hw = hardware(device)
+    if hw.device == "cuda":
+        return hw.cuda_capability is not None and hw.cuda_capability >= (8, 0)
+    return hw.device == "cpu" and (hw.avx512_bf16 or hw.amx)
 
 
-def resolve_precision(setting: str, device: torch.device) -> str:
+def resolve_precision(
+    setting: str, device: torch.device, d_model: int = 0, compiled: bool = False
+) -> str:
     """ "fp32", "bf16" or "fp16" for ``setting`` on ``device``; a ConfigError if impossible."""
     if setting == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
+        return auto_precision(hardware(device), d_model, compiled).precision
     if setting == "fp16" and device.type != "cuda":
         raise ConfigError(
             f'[train] precision = "fp16" needs a CUDA device (float16 autocast with a '
@@ -56,9 +113,25 @@ def resolve_precision(setting: str, device: torch.device) -> str:
 class Precision:
     """Autocast for the forward pass, and the scaled backward pass and step of fp16."""
 
-    def __init__(self, setting: str, device: torch.device) -> None:
-        self.name = resolve_precision(setting, device)
+    def __init__(
+        self,
+        setting: str,
+        device: torch.device,
+        d_model: int = 0,
+        compiled: bool = False,
+        tf32: bool = True,
+    ) -> None:
+        self.name = resolve_precision(setting, device, d_model, compiled)
+        #: Why: the auto rule's reason, or that the setting asked for it.
+        self.reason = (
+            auto_precision(hardware(device), d_model, compiled).reason
+            if setting == "auto"
+            else f'precision = "{setting}"'
+        )
         self.device = device
+        if device.type == "cuda":  # process-wide: the fp32 matmuls of everything here
+            torch.set_float32_matmul_precision("high" if tf32 else "highest")
+            torch.backends.cudnn.allow_tf32 = tf32
         self.dtype = DTYPES[self.name]
         self.scaler = torch.amp.GradScaler("cuda") if self.name == "fp16" else None
 

@@ -49,8 +49,9 @@ from tel_core.evaluation import score_sums
 from tel_core.generate import generate
 from tel_core.interfaces import DataContext, LoggerContext, ScheduleContext
 from tel_core.loss import step_loss
+from tel_core.mfu import device_peak, mfu
 from tel_core.model import build_model, parameter_groups
-from tel_core.precision import Precision
+from tel_core.precision import Precision, native_bf16
 from tel_core.registry import Registry, default_registry
 from tel_core.rng import rng_state, seed_everything, set_rng_state
 from tel_core.rundir import (
@@ -130,7 +131,17 @@ class Trainer:
         train = experiment.train
         seed_everything(experiment.seed)
         self.device = device or resolve_device(train.device, self.world.local_rank)
-        self.precision = Precision(train.precision, self.device)
+        self.precision = Precision(
+            train.precision, self.device, experiment.model.d_model, train.compile, train.tf32
+        )
+        if self.precision.name == "bf16" and not native_bf16(self.device):
+            self.info(
+                f"{experiment.name}: this {self.device.type} has no bf16 arithmetic, so bf16 "
+                f"is emulated and usually much slower than fp32"
+            )
+        # For train/mfu. One process a machine measures a CPU's peak; the others read it.
+        with self.world.local_main_first():
+            self.peak = device_peak(self.precision.name, self.device)
         self.plan = plan_batches(train, self.world.world_size)
         self.progress = Progress()
         self._build_data()
@@ -252,10 +263,13 @@ class Trainer:
                 else None,
                 torch_threads=torch.get_num_threads(),
                 processes=plan.world_size,
+                backend=self.world.backend(self.device),
                 micro_batch_size=plan.micro_size,
                 accumulation_steps=plan.accumulation_steps,
                 tokens_per_step=tokens_per_step,
                 precision=self.precision.name,
+                precision_reason=self.precision.reason,
+                peak_flops=self.peak.manifest(),
                 lr_scale=self.lr_scale,
                 parameters=n_params,
                 flops_per_token=self.flops_per_token,
@@ -305,14 +319,17 @@ class Trainer:
         # The whole step's batch is drawn at once: the data a step sees must not depend
         # on how it is split into processes and micro-batches.
         batch = self.sampler.sample(self.plan.batch_size, self.world.rank, self.world.world_size)
-        loss = self.accumulate(batch).item()
+        if self.device.type == "cuda":  # page-locked, so that the copies are asynchronous
+            batch = batch.pin_memory()
+        step_total = self.accumulate(batch)
         self.precision.unscale(self.optimizer)
         norm = torch.nn.utils.get_total_norm(
             [p.grad for p in self.model.parameters() if p.grad is not None]
         )
         if train.grad_clip:  # 0: measure the norm, change nothing
             torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), train.grad_clip, norm)
-        grad_norm = norm.item()
+        # One read-back from the device a step (each one waits for the device to finish).
+        loss, grad_norm = torch.stack([step_total, norm.to(step_total)]).tolist()
         # With fp16 an overflowing gradient is routine: the scaler skips that update.
         finite = math.isfinite(loss) and (
             math.isfinite(grad_norm) or self.precision.scaler is not None
@@ -376,6 +393,7 @@ class Trainer:
             "train/tokens_per_step": result.tokens,
             "train/tokens_per_s": tokens_per_s,
             "train/tflops": tokens_per_s * self.flops_per_token / 1e12,
+            "train/mfu": mfu(tokens_per_s, self.flops_per_token, self.peak, self.world.world_size),
             "time/step_s": meter.seconds / meter.steps,
             "time/elapsed_s": self.progress.elapsed_s,
             "mem/peak_mb": peak_memory_mb(self.device),

@@ -68,3 +68,16 @@ def test_two_processes_train_like_one(tmp_path, padded_file):
     manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
     assert manifest["processes"] == 2 and manifest["accumulation_steps"] == 2
     assert two.stdout.count("tokenizing") == two.stdout.count("val loss") == 1
+
+
+def test_one_process_under_torchrun_takes_the_data_parallel_path(tmp_path, padded_file):
+    # What a one-GPU machine can check of NCCL: here gloo, DDP and the collectives, alone.
+    alone = tel_run(str(padded_file), "--run-dir", str(tmp_path / "torchrun"), processes=1)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    plain = tel_run(str(padded_file), "--run-dir", str(tmp_path / "plain"))
+    assert plain.returncode == 0, plain.stderr
+    manifest = json.loads((tmp_path / "torchrun" / "manifest.json").read_text())
+    assert manifest["processes"] == 1 and manifest["backend"] == "gloo"
+    assert json.loads((tmp_path / "plain" / "manifest.json").read_text())["backend"] is None
+    for key in ("train/loss", "val/loss"):
+        assert curve(tmp_path / "torchrun", key) == curve(tmp_path / "plain", key), key

@@ -11,7 +11,7 @@ import torch
 from tel_core.config import TrainConfig
 from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import ConfigError
-from tel_core.precision import Precision, native_bf16, resolve_precision
+from tel_core.precision import Precision, resolve_precision
 from tel_core.train import run
 
 CPU = torch.device("cpu")
@@ -46,8 +46,7 @@ def test_fp16_needs_cuda(tmp_path, registry, tiny):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_auto_precision_is_bf16_only_where_the_cpu_has_it():
-    assert resolve_precision("auto", CPU) == ("bf16" if native_bf16(CPU) else "fp32")
+def test_explicit_precisions_are_taken_as_given_on_a_cpu():
     assert resolve_precision("bf16", CPU) == "bf16"
     assert resolve_precision("fp32", CPU) == "fp32"
 
