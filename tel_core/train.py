@@ -326,10 +326,15 @@ class Trainer:
         norm = torch.nn.utils.get_total_norm(
             [p.grad for p in self.model.parameters() if p.grad is not None]
         )
-        if train.grad_clip:  # 0: measure the norm, change nothing
+        # torch's clipping factor (clipped to 1), read back with the loss and the norm: one
+        # read-back a step, each waiting for the device. At 1 clipping would multiply every
+        # gradient by 1, so it is skipped (grad_clip = 0: measure the norm, change nothing).
+        factor = train.grad_clip / (norm + 1e-6) if train.grad_clip else torch.ones_like(norm)
+        loss, grad_norm, factor = torch.stack(
+            [step_total, norm.to(step_total), factor.to(step_total)]
+        ).tolist()
+        if factor < 1.0:
             torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), train.grad_clip, norm)
-        # One read-back from the device a step (each one waits for the device to finish).
-        loss, grad_norm = torch.stack([step_total, norm.to(step_total)]).tolist()
         # With fp16 an overflowing gradient is routine: the scaler skips that update.
         finite = math.isfinite(loss) and (
             math.isfinite(grad_norm) or self.precision.scaler is not None

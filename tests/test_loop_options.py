@@ -140,3 +140,28 @@ def test_without_a_scaler_a_nonfinite_step_is_not_taken():
     optimizer = torch.optim.SGD([weight], lr=0.1)
     assert precision.step(optimizer, finite=False) is False and weight.item() == 0.0
     assert precision.step(optimizer, finite=True) is True and weight.item() != 0.0
+
+
+def test_gradients_are_clipped_only_on_the_steps_that_need_it(
+    tmp_path, registry, tiny, monkeypatch
+):
+    # Below the threshold torch's clipping multiplies every gradient by 1: the loop skips it.
+    calls = []
+    clip = torch.nn.utils.clip_grads_with_norm_
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return clip(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grads_with_norm_", counted)
+    tiny["train"]["grad_clip"] = 0.0
+    run(experiment_from_dict(tiny, registry), tmp_path / "off", registry)
+    assert calls == []
+    tiny["train"]["grad_clip"] = 1e9
+    run(experiment_from_dict(tiny, registry), tmp_path / "never", registry)
+    assert calls == [] and losses(tmp_path / "never") == losses(tmp_path / "off")
+    norms = sorted(r["train/grad_norm"] for r in train_records(tmp_path / "off"))
+    tiny["train"]["grad_clip"] = norms[len(norms) // 2]  # about half the steps clip
+    run(experiment_from_dict(tiny, registry), tmp_path / "half", registry)
+    clipped = sum(r["train/clipped"] for r in train_records(tmp_path / "half"))
+    assert 0 < len(calls) == clipped < len(norms)
