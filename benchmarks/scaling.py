@@ -114,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                     "batch": max(1, args.tokens_per_step // block),
                 }
                 with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
-                    future = pool.submit(
-                        measure, BASE, settings, variant, args.steps, args.warmup
-                    )
+                    future = pool.submit(measure, BASE, settings, variant, args.steps, args.warmup)
                     try:
                         measured = future.result()
                         row |= measured | {"params": f"{measured['parameters'] / 1e6:.1f}M"}

@@ -16,6 +16,7 @@ machine comes out low (and the MFU high): delete the file to measure again.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -132,9 +133,11 @@ def measure_matmul(
 ) -> tuple[float, int]:
     """The best FLOP/s of square ``dtype`` matrix multiplies on ``device``, and its size.
 
-    Each size runs for about ``seconds``; a size whose single multiply takes longer than
-    that is the last tried (an emulated dtype is slow). The random generator of the run
-    is left alone: the matrices come from a generator of their own.
+    Each size runs for about ``seconds`` and counts its fastest multiply (other programs
+    on the machine slow some down; the fastest is the nearest to the device's own rate);
+    a size whose single multiply takes longer than that is the last tried (an emulated
+    dtype is slow). The run's random generator is left alone: the matrices come from a
+    generator of their own.
     """
     torch_dtype = DTYPES.get(dtype, torch.float32)
     generator = torch.Generator(device=device).manual_seed(0)
@@ -148,18 +151,16 @@ def measure_matmul(
             b = torch.rand(n, n, generator=generator, device=device).to(torch_dtype)
             a @ b  # warm-up: allocation, kernel selection
             _sync(device)
-            reps, started = 0, time.perf_counter()
-            while True:
+            fastest, started = math.inf, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                tick = time.perf_counter()
                 a @ b
-                reps += 1
                 _sync(device)
-                elapsed = time.perf_counter() - started
-                if elapsed >= seconds:
-                    break
-            rate = 2 * n**3 * reps / elapsed
+                fastest = min(fastest, time.perf_counter() - tick)
+            rate = 2 * n**3 / fastest
             if rate > best:
                 best, best_size = rate, n
-            if elapsed / reps >= seconds:
+            if fastest >= seconds:
                 break
     finally:
         torch.set_float32_matmul_precision(previous)

@@ -1,9 +1,9 @@
 """Where a training step's time goes: torch.profiler over real steps of any experiment.
 
-    python benchmarks/profile.py experiments/baseline.toml
-    python benchmarks/profile.py experiments/shakespeare_char.toml --steps 10 \\
+    python benchmarks/profile_step.py experiments/baseline.toml
+    python benchmarks/profile_step.py experiments/shakespeare_char.toml --steps 10 \\
         --set train.precision=bf16 --set 'data.dataset.paths=["input.txt"]'
-    python benchmarks/profile.py experiments/baseline.toml --before 9590e0d
+    python benchmarks/profile_step.py experiments/baseline.toml --before 9590e0d
 
 It builds the experiment's real ``Trainer``, takes ``--warmup`` untimed steps, then
 profiles ``--steps`` calls of the real training step and prints, per step, how long each
@@ -22,7 +22,9 @@ Times are the operators' CPU time (on CUDA also their kernels' device time). The
 are found by labelling the trainer's parts from outside (``tel_core`` is not changed to
 be profiled). ``--before REV`` profiles the same experiment on the tel of git revision
 ``REV`` too (its ``tel_core`` and plugins exported to a temporary folder) and prints the
-two side by side. A command that prints numbers, never a test.
+two side by side. A command that prints numbers, never a test. (Not ``profile.py``: in
+this folder that name would shadow the standard library's ``profile``, which torch imports,
+for every script here.)
 """
 
 from __future__ import annotations
@@ -38,11 +40,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
-
-# Run as a script, this file's folder comes first on sys.path, where this file would
-# shadow the standard library's ``profile`` (which torch imports through cProfile).
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,7 +107,7 @@ def label(trainer: Any) -> None:
         (torch.nn.utils, "clip_grads_with_norm_", "grad norm/clip"),
     ):
         if not hasattr(owner, name):
-            raise SystemExit(f"profile: {owner!r} has no {name!r} to label: update profile.py")
+            raise SystemExit(f"profile: {owner!r} has no {name!r} to label: update {__file__}")
         setattr(owner, name, labelled(what, getattr(owner, name)))
     trainer.train_model = labelled("forward/", trainer.train_model)
 
@@ -247,7 +244,7 @@ def table(results: list[tuple[str, dict[str, Any]]]) -> str:
             sorted(phase_keys, key=lambda k: (k != phase, -max(s.get(k, 0) for s in summaries)))
         ):
             keys.append(k)
-    header = ["", *[f"{name} ms" for name, _ in results], *["%" for _ in results]]
+    header = ["", *[f"{name} ms" for name, _ in results], *[f"{name} %" for name, _ in results]]
     rows = [header]
     for k in keys:
         name = k if "|" not in k else "    " + k.split("|")[1]
