@@ -14,6 +14,7 @@ the best validation loss and the resolved config.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -37,13 +38,21 @@ def save_checkpoint(paths: Sequence[Path], state: dict[str, Any]) -> None:
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, **state}, buffer)
     for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(buffer.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk, a read-only folder: the old file is whole
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            kept = "; the previous one is kept" if path.is_file() else ""
+            raise TelError(
+                f"cannot write the checkpoint {path}: {exc.strerror or exc}{kept}"
+            ) from exc
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
