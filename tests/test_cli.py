@@ -122,6 +122,41 @@ def test_plugins_shows_a_broken_plugin_from_a_real_entry_point(tmp_path):
     assert_one_line_error(strict, "'broken'", "failed to load")
 
 
+CLASHING_PLUGIN = """
+import torch
+from tel_core import hookimpl
+
+
+@hookimpl
+def register_norms(register):
+    register("rmsnorm", lambda options, dim: torch.nn.Identity())
+"""
+
+
+def test_plugins_marks_a_clashing_entry_and_strict_mode_fails_after_listing(tmp_path):
+    (tmp_path / "tel_test_clash.py").write_text(CLASHING_PLUGIN)
+    dist = tmp_path / "tel_test_clash-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tel-test-clash\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[tel]\nclash = tel_test_clash\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    listed = tel("plugins", "--kind", "norm", env=env)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    entry = lines.index(next(line for line in lines if line.startswith("  rmsnorm  ")))
+    mark = lines[entry + 1].strip()
+    assert mark.startswith("CONFLICT: registered by ") and "fails until one is removed" in mark
+    assert "clash (tel_test_clash, tel-test-clash 0.1)" in mark
+    assert "norms.rmsnorm (tel_plugins.norms.rmsnorm, tel " in mark
+    data = json.loads(tel("plugins", "--json", env=env).stdout)
+    marks = {c["name"]: c["conflict"] for c in data["components"]["norm"]}
+    assert len(marks["rmsnorm"]) == 2 and marks["layernorm"] == []
+
+    strict = tel("plugins", "--kind", "norm", env={**env, "TEL_STRICT_PLUGINS": "1"})
+    assert "CONFLICT" in strict.stdout  # the listing still says what is wrong, then it fails
+    assert_one_line_error(strict, "TEL_STRICT_PLUGINS=1: norm 'rmsnorm' is registered twice")
+
+
 @pytest.mark.parametrize(
     ("text", "fragments"),
     [
