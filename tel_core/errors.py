@@ -22,6 +22,8 @@ def one_line(exc: BaseException, limit: int = 200) -> str:
     """
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     text = lines[0] if lines else ""
+    if text.endswith(":") and len(lines) > 1:  # "Error(s) in loading state_dict for X:"
+        text = f"{text} {lines[1]}"
     # The first sentence: up to ". " after a word, so "e.g. x" or "1.5" do not end it.
     for i in range(len(text) - 1):
         if text[i] == "." and text[i + 1] == " " and i > 2 and text[i - 1].isalnum():

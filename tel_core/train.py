@@ -43,7 +43,7 @@ from tel_core.config_loader import to_dict
 from tel_core.data import check_length, prepare_tokens
 from tel_core.device import compile_model, peak_memory_mb, resolve_device
 from tel_core.distributed import Distributed, from_environment, process_group
-from tel_core.errors import ConfigError, TelError
+from tel_core.errors import ConfigError, TelError, one_line
 from tel_core.evaluation import metrics as val_metrics
 from tel_core.evaluation import score_sums
 from tel_core.generate import generate
@@ -509,15 +509,15 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.precision.load_state_dict(state["scaler"])
+            self.sampler.load_state_dict(state["data"])
+            states = state["rng"]
+            set_rng_state(states[self.world.rank % len(states)])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            where = state.get("file", "the checkpoint")
             raise TelError(
-                f"cannot resume from the checkpoint of step {state['step']}: {first}"
-            ) from None
-        self.precision.load_state_dict(state["scaler"])
-        self.sampler.load_state_dict(state["data"])
-        states = state["rng"]
-        set_rng_state(states[self.world.rank % len(states)])
+                f"cannot resume from {where} (step {state['step']}): {one_line(exc)}"
+            ) from exc
         if len(states) != self.world.world_size:
             self.info(
                 f"{self.exp.name}: saved by {len(states)} process(es), resumed on "
