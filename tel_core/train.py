@@ -180,7 +180,11 @@ class Trainer:
             self.plan.micro_size,
         )
         # Encoded now, so that a prompt the tokenizer refuses fails before training, not after.
-        self.prompt_ids = list(self.tokenizer.encode(cfg.sample.prompt)) or [0]
+        try:
+            self.prompt_ids = list(self.tokenizer.encode(cfg.sample.prompt)) or [0]
+        except (TelError, ValueError, KeyError) as exc:
+            why = str(exc) if isinstance(exc, TelError) else one_line(exc)
+            raise ConfigError(f"[sample] prompt = {cfg.sample.prompt!r}: {why}") from exc
         # Bits per byte needs the bytes behind the (real) validation targets: count them once.
         self.val_bytes = sum(
             self.tokenizer.count_bytes(row[row != IGNORE_INDEX].tolist())
