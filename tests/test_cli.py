@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -46,14 +45,12 @@ def tiny_file(tmp_path, tiny) -> Path:
     return path
 
 
-def test_tel_run_end_to_end_in_under_30_seconds(tmp_path, tiny_file):
-    started = time.perf_counter()
+def test_tel_run_end_to_end(tmp_path, tiny_file):
+    # How long it takes is benchmarks/training.py's business, never a test's.
     result = tel(
         "run", str(tiny_file), "--run-dir", str(tmp_path / "run"), "--set", "train.max_steps=8"
     )
-    elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stderr
-    assert elapsed < 30
     assert "val loss" in result.stdout
     assert "sample (step 8)" in result.stdout
     run_dir = tmp_path / "run"
@@ -376,3 +373,23 @@ def test_fp16_on_a_cpu_is_one_line(tmp_path, tiny_file):
         "--set", "train.precision=fp16", "--set", "train.device=cpu",
     )  # fmt: skip
     assert_one_line_error(result, 'precision = "fp16" needs a CUDA device')
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["run"], ["tel run: the following arguments are required: file"]),
+        (["runn", "x.toml"], ["invalid choice: 'runn'"]),
+        (["plugins", "show", "norm"], ["tel plugins show: the following arguments are required"]),
+        # An abbreviation is not taken for the option that deletes a run.
+        (["run", "x.toml", "--overwr"], ["unrecognized arguments: --overwr"]),
+        (["run", "x.toml", "--res"], ["unrecognized arguments: --res"]),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_code_2(capsys, args, fragments):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("tel: error: ") and "--help)" in err
+    assert all(fragment in err for fragment in fragments)
