@@ -113,9 +113,7 @@ def test_equals_the_per_head_reference(registry, name, options, bias):
 
 @pytest.mark.parametrize("window", [1, 2, 3, T - 1, T, T + 4])
 @pytest.mark.parametrize("name", ["causal", "eager", "manual"])
-def test_a_window_of_w_sees_itself_and_exactly_w_minus_1_earlier_positions(
-    registry, name, window
-):
+def test_a_window_of_w_sees_itself_and_exactly_w_minus_1_earlier_positions(registry, name, window):
     attn = build(registry, name, {"window": window})
     x = torch.randn(1, T, D, generator=torch.Generator().manual_seed(2))
     with record_attention(attn) as probabilities, torch.no_grad():
