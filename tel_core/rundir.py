@@ -57,6 +57,8 @@ def check_run_dir(run_dir: Path, overwrite: bool = False, resume: bool = False) 
 
 def prepare_run_dir(run_dir: Path) -> None:
     """Create the run directory (after ``check_run_dir``'s checks), or say why not."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TelError(f"{run_dir} is a file, not a run directory; pass --run-dir DIR")
     with run_dir_errors(run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
 

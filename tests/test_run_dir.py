@@ -168,8 +168,10 @@ def test_a_json_log_outside_the_run_directory_is_appended_to(tmp_path, registry,
 
 def test_a_run_directory_that_cannot_be_written_is_one_line(tmp_path, registry, tiny):
     (tmp_path / "file").write_text("not a directory")
-    with pytest.raises(TelError, match=r"cannot write the run directory: .*file"):
+    with pytest.raises(TelError, match=r"file is a file, not a run directory; pass --run-dir"):
         run(experiment_from_dict(tiny, registry), tmp_path / "file", registry)
+    with pytest.raises(TelError, match=r"cannot write the run directory: .*file/run: Not a dir"):
+        run(experiment_from_dict(tiny, registry), tmp_path / "file" / "run", registry)
 
 
 def test_a_checkpoint_that_cannot_be_written_is_one_line(tmp_path, registry, tiny):
