@@ -95,6 +95,7 @@ def listing(registry: Registry, kinds: Iterable[str]) -> dict[str, Any]:
             {"plugin": b.plugin, "module": b.module, "error": b.error} for b in registry.broken
         ],
         "disabled": [_source(s) for s in registry.disabled],
+        "disabled_unknown": registry.disabled_unknown,
         "conflicts": [
             {"kind": kind, "name": name, "sources": [str(s) for s in sources]}
             for (kind, name), sources in registry.conflicts.items()
@@ -185,6 +186,12 @@ def print_listing(data: dict[str, Any]) -> None:
     for d in data["disabled"]:
         console.print(
             f"disabled plugin {d['plugin']} ({d['module']}) by TEL_DISABLED_PLUGINS", markup=False
+        )
+    for name in data["disabled_unknown"]:
+        console.print(
+            f"TEL_DISABLED_PLUGINS names {name!r}, but no entry point has that name "
+            f"(entry-point names are the plugins' names above, e.g. positional.rope)",
+            markup=False,
         )
     for c in data["conflicts"]:
         console.print(

@@ -96,6 +96,7 @@ class Registry:
         self._sources: dict[str, Source] = {}
         self._load_errors: list[BrokenPlugin] = []
         self._disabled: list[Source] = []
+        self._disabled_unknown: list[str] = []  # names to disable that no entry point has
         self._hook_errors: list[BrokenPlugin] = []
         self._collected: dict[str, dict[str, Component]] | None = None
         self._conflicts: dict[tuple[str, str], list[Source]] = {}
@@ -115,7 +116,9 @@ class Registry:
         """Load every entry point of ``group``, each on its own, recording failures."""
         self.strict = strict
         disabled = set(disabled)
-        for ep in sorted(metadata.entry_points(group=group), key=lambda ep: ep.name):
+        entry_points = sorted(metadata.entry_points(group=group), key=lambda ep: ep.name)
+        self._disabled_unknown = sorted(disabled - {ep.name for ep in entry_points})
+        for ep in entry_points:
             dist = getattr(ep, "dist", None)
             source = Source(
                 plugin=ep.name,
@@ -190,6 +193,11 @@ class Registry:
     def disabled(self) -> list[Source]:
         """Entry points that were not loaded because they were disabled by name."""
         return list(self._disabled)
+
+    @property
+    def disabled_unknown(self) -> list[str]:
+        """Names in ``disabled`` that match no entry point (a typo disables nothing)."""
+        return list(self._disabled_unknown)
 
     @property
     def broken(self) -> list[BrokenPlugin]:

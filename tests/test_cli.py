@@ -260,6 +260,8 @@ def test_disabled_plugins_are_skipped_listed_and_named_when_selected(tmp_path):
     assert "learned" in {c["name"] for c in data["components"]["positional"]}
     assert {d["plugin"] for d in data["disabled"]} == {"positional.rope", "norms.rmsnorm"}
     assert "disabled plugin positional.rope" in tel("plugins", env=env).stdout
+    typo = tel("plugins", "--kind", "norm", env={"TEL_DISABLED_PLUGINS": "positional.rop"})
+    assert "TEL_DISABLED_PLUGINS names 'positional.rop', but no entry point" in typo.stdout
     path = tmp_path / "x.toml"
     path.write_text('name = "x"\n[model.positional]\nname = "rope"\n')
     assert_one_line_error(
