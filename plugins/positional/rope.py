@@ -50,14 +50,17 @@ class RoPE(Positional):
         self.register_buffer("cos", angles.cos(), persistent=False)  # (block_size, half)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._rotate(q), self._rotate(k)
+    def rotate(
+        self, q: torch.Tensor, k: torch.Tensor, offset: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._rotate(q, offset), self._rotate(k, offset)
 
-    def _rotate(self, x: torch.Tensor) -> torch.Tensor:
+    def _rotate(self, x: torch.Tensor, offset: int) -> torch.Tensor:
         T = x.size(-2)
         rot, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim :]
         x1, x2 = rot.chunk(2, dim=-1)  # (B, nh, T, half) each
-        cos, sin = self.cos[:T].to(x.dtype), self.sin[:T].to(x.dtype)
+        angles = slice(offset, offset + T)
+        cos, sin = self.cos[angles].to(x.dtype), self.sin[angles].to(x.dtype)
         rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
         return torch.cat((rotated, rest), dim=-1)
 
