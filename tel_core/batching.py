@@ -17,13 +17,14 @@ generator state alone is the position in the data (saved in checkpoints).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import attrs
 import numpy as np
 import torch
 
-from tel_core.config import TrainConfig
+from tel_core.config import DataConfig, TrainConfig
 from tel_core.errors import ConfigError, TelError
 
 #: The target of a padded position: ``F.cross_entropy(..., ignore_index=IGNORE_INDEX)``.
@@ -197,4 +198,56 @@ def eval_batches(
     pieces = []
     for _ in range(n_batches):
         pieces += sampler.sample(batch_size).micro_batches(micro_size)
+    return pieces
+
+
+def validation_rows(
+    data: DataConfig,
+    train: TrainConfig,
+    tokens: np.ndarray,
+    offsets: np.ndarray,
+    micro_size: int,
+    n_batches: int | None = None,
+    block_size: int | None = None,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The rows a run validates on, from its config: what the training loop scores at
+    every evaluation, and what ``tel eval --batches N`` scores (``n_batches`` instead of
+    ``train.eval_batches``, ``block_size`` instead of the trained one)."""
+    return eval_batches(
+        data.batching,
+        tokens,
+        offsets,
+        block_size or data.block_size,
+        train.batch_size,
+        train.eval_batches if n_batches is None else n_batches,
+        micro_size,
+    )
+
+
+def split_rows(
+    mode: str, tokens: np.ndarray, offsets: np.ndarray, block_size: int, micro_size: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A whole split cut into consecutive windows, so that every target is scored once.
+
+    ``windows``: the token stream in windows of ``block_size`` targets, one after the
+    other; ``pad``: each document on its own, in as many windows as it needs. A last,
+    shorter window is padded (its padded targets are ``IGNORE_INDEX``). In pieces of
+    ``micro_size`` rows, in order: the same rows on every call.
+    """
+    bounds = [(0, len(tokens))] if mode == "windows" else list(itertools.pairwise(offsets))
+    starts = [
+        (s, min(s + block_size + 1, end))
+        for begin, end in bounds
+        for s in range(int(begin), int(end) - 1, block_size)
+    ]
+    pieces = []
+    for first in range(0, len(starts), micro_size):
+        chunk = starts[first : first + micro_size]
+        inputs = np.full((len(chunk), block_size), PAD_INPUT, dtype=np.int64)
+        targets = np.full_like(inputs, IGNORE_INDEX)
+        for i, (s, e) in enumerate(chunk):
+            row = np.asarray(tokens[s:e], dtype=np.int64)
+            inputs[i, : len(row) - 1] = row[:-1]
+            targets[i, : len(row) - 1] = row[1:]
+        pieces.append((torch.from_numpy(inputs), torch.from_numpy(targets)))
     return pieces
