@@ -199,3 +199,18 @@ def test_export_safetensors_round_trips(capsys, runs, tmp_path):
     assert from_export == from_run
     code, out, _ = tel(capsys, "eval", out_dir, "--json", "--no-plot")
     assert code == 0 and json.loads(out)["checkpoint"] == "best"
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_help_does_not_import_torch(command):
+    code = (
+        "import sys\n"
+        "from tel_core.cli import main\n"
+        "try:\n"
+        f"    main([{command!r}, '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
