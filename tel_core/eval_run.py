@@ -64,6 +64,8 @@ class EvalResult:
         data = attrs.asdict(self)
         data["run_dir"] = str(self.run_dir)
         data["data_overrides"] = list(self.data_overrides)
+        # JSON has no NaN: a metric without targets to average over is null.
+        data["metrics"] = {k: None if math.isnan(v) else v for k, v in self.metrics.items()}
         return data
 
 

@@ -386,6 +386,9 @@ def _load_export(
     registry: Registry,
 ) -> LoadedRun:
     """A ``tel export --format safetensors`` directory, loaded like a run."""
+    from tel_core.export import require
+
+    require("safetensors", "reading an export")
     from safetensors.torch import load_file  # the hf extra; only exports need it
 
     info = _read_json(directory / EXPORT_FILE)
