@@ -123,3 +123,18 @@ def test_resume_from_a_named_checkpoint(trained, tmp_path, registry, tiny):
     assert losses == [(r["step"], r["train/loss"]) for r in whole if "train/loss" in r]
     with pytest.raises(TelError, match="no such checkpoint"):
         run(experiment_from_dict(tiny, registry), run_dir, registry, resume=tmp_path / "x.pt")
+
+
+def test_tel_run_resume_takes_a_checkpoint_path(trained, tmp_path, tiny, capsys):
+    import tomli_w
+
+    from tel_core.cli import main
+
+    tiny["train"].update(checkpoint_every=3)
+    tiny["data"]["dataset"]["paths"] = [str(trained.parent / "corpus.txt")]
+    path = tmp_path / "tiny.toml"
+    path.write_text(tomli_w.dumps(tiny))
+    run_dir = shutil.copytree(trained, tmp_path / "again")
+    snapshot = run_dir / "checkpoints" / "step_0000003.pt"
+    assert main(["run", str(path), "--run-dir", str(run_dir), "--resume", str(snapshot)]) == 0
+    assert "resuming after step 3" in capsys.readouterr().out
