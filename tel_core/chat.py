@@ -10,8 +10,10 @@ each line is then echoed after ``> `` so that the transcript reads as a conversa
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 import attrs
@@ -133,6 +135,17 @@ def chat(
             print(f"tel: error: {exc}", file=err, flush=True)
         return True
 
+    with _ctrl_c_interrupts():
+        _loop(stdin, out, interactive, respond, write)
+
+
+def _loop(
+    stdin: TextIO,
+    out: TextIO,
+    interactive: bool,
+    respond: Callable[[str], bool],
+    write: Callable[[str], None],
+) -> None:
     while True:
         try:
             line = _read(stdin, out, interactive)
@@ -145,6 +158,20 @@ def chat(
             write(f"> {line}")
         if not respond(line):
             break
+
+
+@contextlib.contextmanager
+def _ctrl_c_interrupts() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt, even in a process started with SIGINT ignored (as
+    a shell starts background jobs), so that it stops a generation rather than nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _read(stdin: TextIO, out: TextIO, interactive: bool) -> str | None:

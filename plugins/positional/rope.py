@@ -45,7 +45,10 @@ class RoPE(Positional):
         super().__init__()
         self.rotary_dim = rotary_dims(options, ctx)
         half = self.rotary_dim // 2
-        inv_freq = options.theta ** (-torch.arange(half, dtype=torch.float32) / half)
+        # theta^(-i/half), computed as transformers' Llama does it (to the last bit, so
+        # that an export to LlamaForCausalLM gives the very same logits).
+        exponents = torch.arange(0, 2 * half, 2, dtype=torch.int64).float() / (2 * half)
+        inv_freq = 1.0 / (options.theta**exponents)
         angles = torch.outer(torch.arange(ctx.block_size, dtype=torch.float32), inv_freq)
         self.register_buffer("cos", angles.cos(), persistent=False)  # (block_size, half)
         self.register_buffer("sin", angles.sin(), persistent=False)
