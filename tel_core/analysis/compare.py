@@ -154,7 +154,8 @@ def arm_cost(arm: Arm) -> dict[str, float | None]:
 
 
 def _summarise(arm: Arm, metric: str, at: str) -> ArmSummary:
-    found = [run_value(r, metric, at) for r in arm.runs]
+    # A diverged run's last finite value is from before it diverged: it has no final value.
+    found = [math.nan if r.diverged else run_value(r, metric, at) for r in arm.runs]
     values = tuple(v for v in found if v is not None and math.isfinite(v))
     diverged = sum(
         1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 # In the order `tel --help` lists them.
-COMMANDS = ("run", "sweep", "compare", "plugins")
+COMMANDS = ("run", "sweep", "compare", "plot", "report", "plugins")
 
 
 def rank() -> int:
