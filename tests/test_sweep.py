@@ -95,6 +95,8 @@ def test_sweep_files_say_what_is_wrong(tmp_path, experiment):
         load_plan(sweep_file(tmp_path, grid={"optimizer.lr": 0.1}))
     with pytest.raises(ConfigError, match="seeds must be a non-empty array of integers"):
         load_plan(sweep_file(tmp_path, seeds=["a"]))
+    with pytest.raises(ConfigError, match="is an experiment file, not a sweep file"):
+        load_plan(experiment)
     with pytest.raises(ConfigError, match="no such experiment file or folder"):
         load_plan(sweep_file(tmp_path, experiment="nowhere.toml"))
     # A member's experiment is checked before anything trains.

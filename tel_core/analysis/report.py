@@ -422,12 +422,14 @@ def build_report(
     parts += ["<h2>Samples</h2>", samples_section(c)]
     parts.append("<h2>Probes</h2>")
     if probe_figures:
+        parts.append(
+            f"<p class='info'>Scalars the probes recorded: {html.escape(', '.join(probes))}</p>"
+        )
         parts.append("<div class='plots'>")
         parts += [f"<div>{div(f)}</div>" for _, f in probe_figures]
         parts.append("</div>")
         if len(probes) > MAX_PROBE_PLOTS:
-            rest = ", ".join(probes[MAX_PROBE_PLOTS:])
-            parts.append(f"<p class='info'>Also recorded: {html.escape(rest)}</p>")
+            parts.append(f"<p class='info'>(the first {MAX_PROBE_PLOTS} are drawn)</p>")
     images = [(s, r, probe_images(r)) for s in c.summaries for r in s.arm.runs[:1]]
     for s, run, found in images:
         if found:

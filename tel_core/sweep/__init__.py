@@ -16,6 +16,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import attrs
 
@@ -52,7 +53,8 @@ class SweepResult:
         return self.counts.get("failed", 0)
 
 
-def _log(run: SweepRun):
+def _log(run: SweepRun) -> Path:
+    """Where a run's ``tel run`` output goes: beside its files, kept across attempts."""
     return run.run_dir / "sweep.log"
 
 

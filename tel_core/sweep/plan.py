@@ -114,6 +114,11 @@ def _overrides(key: str, value: Any) -> list[str]:
 
 def _sweep_file(path: Path) -> dict[str, Any]:
     data = read_toml(path)
+    if "experiment" not in data and {"extends", "data", "model", "train"} & set(data):
+        raise ConfigError(
+            f"{path} is an experiment file, not a sweep file: tel sweep takes a sweep file "
+            f"(experiment = ..., [grid]) or a folder of experiment files"
+        )
     for key in data:
         if key not in SWEEP_KEYS:
             raise ConfigError(
