@@ -167,3 +167,10 @@ def test_the_report_renders_in_a_real_browser_without_a_script_error(tmp_path, f
         assert not errors, errors
     finally:
         browser.quit()
+
+
+def test_watching_finished_runs_writes_the_page_once_and_returns(tmp_path, family, capsys):
+    out = tmp_path / "watched.html"
+    assert main(["report", str(family), "-o", str(out), "--watch", "3600"]) == 0
+    assert "http-equiv='refresh'" not in out.read_text()
+    assert capsys.readouterr().out.count("wrote ") == 1
