@@ -121,8 +121,13 @@ def _limits(ax, curves: Sequence[Curve], log: bool) -> None:
         return
     low, high = float(means.min()), float(means.max())
     if log and low > 0:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_yscale("log")
         ax.set_ylim(low / 1.15, high * 1.15)
+        plain = FuncFormatter(lambda value, _: f"{value:g}")  # 3, not 3 x 10^0
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
     else:
         pad = 0.08 * (high - low) or 0.1 * abs(high) or 1.0
         ax.set_ylim(low - pad, high + pad)

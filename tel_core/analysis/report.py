@@ -129,6 +129,7 @@ def curve_figure(go: Any, c: Comparison, key: str, axes: Sequence[str], smoothin
                     go.Scatter(
                         x=band[0],
                         y=band[1],
+                        mode="lines",
                         fill="toself",
                         fillcolor=_fade(color),
                         line={"width": 0},

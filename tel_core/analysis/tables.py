@@ -197,8 +197,15 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
-    align = ["---" if i == 0 else "---:" for i in range(len(header))]
+    numeric = [all(_numeric(row[i]) for row in rows) for i in range(len(header))]
+    align = ["---:" if numeric[i] else "---" for i in range(len(header))]
     return "\n".join([line(header), line(align), *(line(r) for r in rows)])
+
+
+def _numeric(cell: str) -> bool:
+    """Whether a cell reads as a number (right-aligned), e.g. "1.2345", "837 k", "<0.001"."""
+    text = cell.strip().lstrip("+-<[").split(" ")[0].rstrip("%,]")
+    return not text or text.replace(".", "", 1).replace(",", "").isdigit()
 
 
 def render_markdown(c: Comparison) -> str:
