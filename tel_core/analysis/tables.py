@@ -142,6 +142,11 @@ def cost_rows(c: Comparison) -> list[list[str]]:
     return rows
 
 
+def _two(value: float) -> str:
+    text = f"{value:.2f}"
+    return "0.00" if text == "-0.00" else text
+
+
 def lr_batch_lines(c: Comparison) -> list[str]:
     """The best learning rate per batch size and the fitted exponent, as sentences."""
     if c.lr_batch is None:
@@ -158,14 +163,19 @@ def lr_batch_lines(c: Comparison) -> list[str]:
         lines.append("  alpha: needs two batch sizes or more")
     else:
         ci = (
-            f", 95% CI [{fit.slope_ci95[0]:.2f}, {fit.slope_ci95[1]:.2f}]"
+            f", 95% CI [{_two(fit.slope_ci95[0])}, {_two(fit.slope_ci95[1])}]"
             if fit.slope_ci95
             else " (no CI from two points)"
         )
         lines.append(
-            f"  best lr ∝ batch_size^alpha: alpha = {fit.slope:.2f}{ci} over {fit.n} batch "
+            f"  best lr ∝ batch_size^alpha: alpha = {_two(fit.slope)}{ci} over {fit.n} batch "
             f"sizes (1 = linear scaling, 0.5 = square root)"
         )
+        if any(b.at_edge for b in c.lr_batch.best):
+            lines.append(
+                "  (a best lr at the grid's edge makes alpha a bound, not an estimate: "
+                "widen the grid)"
+            )
     return lines
 
 
