@@ -160,12 +160,12 @@ def _lr_panel(ax, c: Comparison, lr_key: str, batch_key: str | None) -> None:
             color=line.get_color(),
             markeredgecolor="black",
         )
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import NullFormatter
 
     ax.set_xscale("log")
-    plain = FuncFormatter(lambda value, _: f"{value:g}")  # 0.003, not 3 x 10^-3
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(plain)
+    grid = sorted({p[0] for points in lines.values() for p in points})
+    ax.set_xticks(grid, [f"{lr:g}" for lr in grid])  # the swept values, as written
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(lr_key)
     ax.set_ylabel(f"{c.metric} ({c.at})")
     ax.set_title(f"{c.metric} against the learning rate (★ best)")
