@@ -158,13 +158,13 @@ def test_ctrl_c_stops_every_member_with_a_checkpoint_and_a_rerun_finishes_the_re
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     sweep = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     first = [runs / "lr" / "lr=0.001" / f"seed-{s}" for s in (1, 2)]
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:  # until both running members are training
         if all((d / "metrics.jsonl").is_file() and len(train_steps(d)) >= 5 for d in first):
             break
         time.sleep(0.2)
     sweep.send_signal(signal.SIGINT)
-    out, _ = sweep.communicate(timeout=120)
+    out, _ = sweep.communicate(timeout=600)
     assert sweep.returncode == 130, out
     assert statuses(runs / "lr") == {
         "lr=0.001/seed-1": "stopped",
@@ -178,7 +178,7 @@ def test_ctrl_c_stops_every_member_with_a_checkpoint_and_a_rerun_finishes_the_re
     stopped_at = [max(train_steps(d)) for d in first]
     assert all(s < 200 for s in stopped_at)
 
-    again = tel("sweep", str(path), "--jobs", "2", "--runs-dir", str(runs))
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr
     assert set(statuses(runs / "lr").values()) == {"done"}
     for d, step in zip(first, stopped_at, strict=True):
