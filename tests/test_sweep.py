@@ -217,3 +217,16 @@ def test_the_slurm_executor_through_submitits_local_executor(tmp_path, experimen
     assert "SLURM job array on partition gpu (local)" in said[0]
     # Collected again, nothing is resubmitted.
     assert run_sweep(plan, executor="slurm", slurm=options, say=said.append).trained == 0
+
+
+def test_runs_still_queued_on_slurm_are_not_submitted_twice(tmp_path, experiment, monkeypatch):
+    from tel_core.errors import TelError
+    from tel_core.sweep.slurm import SlurmExecutor
+    from tel_core.sweep.state import SweepState
+
+    plan = load_plan(sweep_file(tmp_path, name="q", seeds=[1]), runs_root=tmp_path / "runs")
+    state = SweepState(plan, "slurm")  # as a killed tel sweep left it
+    state.set(plan.runs[0], "running", job_id="4242_0")
+    monkeypatch.setattr(SlurmExecutor, "still_queued", lambda self, ids: list(ids))
+    with pytest.raises(TelError, match=r"still SLURM jobs \(tiny/seed-1; job 4242_0\)"):
+        run_sweep(plan, executor="slurm", slurm=SlurmOptions(cluster="local"))

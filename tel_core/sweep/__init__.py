@@ -21,6 +21,7 @@ from pathlib import Path
 import attrs
 
 from tel_core import ui
+from tel_core.errors import TelError
 from tel_core.stopping import Stopped
 from tel_core.sweep.local import LocalExecutor, Task
 from tel_core.sweep.plan import SweepPlan, SweepRun, load_plan, parse_seeds
@@ -86,6 +87,11 @@ def run_sweep(
     started_at = time.perf_counter()
     with sweep_lock(plan.directory):
         state = SweepState(plan, executor)
+        if executor == "slurm":
+            runner = SlurmExecutor(plan.directory / "slurm", slurm or SlurmOptions(), plan.name)
+            _refuse_queued(state, runner)
+        else:
+            runner = LocalExecutor(jobs, stream=stream)
         tasks = []
         for run in plan.runs:
             stands = where_it_stands(run)
@@ -94,10 +100,6 @@ def run_sweep(
             else:
                 tasks.append(Task(run, run.argv(ACTIONS[stands]), _log(run)))
                 state.set(run, "pending")
-        if executor == "slurm":
-            runner = SlurmExecutor(plan.directory / "slurm", slurm or SlurmOptions(), plan.name)
-        else:
-            runner = LocalExecutor(jobs, stream=stream)
         skipped = len(plan.runs) - len(tasks)
         say(
             f"{plan.name}: {len(plan.runs)} runs ({len(plan.members)} member(s) x "
@@ -134,3 +136,20 @@ def run_sweep(
             128 + signum,
         )
     return result
+
+
+def _refuse_queued(state: SweepState, runner: SlurmExecutor) -> None:
+    """Refuse to resubmit runs whose SLURM tasks from an earlier ``tel sweep`` still run."""
+    running = {
+        e["job_id"]: e["key"]
+        for e in state.data["runs"]
+        if e.get("status") == "running" and e.get("job_id")
+    }
+    alive = runner.still_queued(list(running))
+    if alive:
+        keys = ", ".join(running[j] for j in alive[:3]) + (" ..." if len(alive) > 3 else "")
+        raise TelError(
+            f"{len(alive)} run(s) of sweep {state.data['name']} are still SLURM jobs "
+            f"({keys}; job {', '.join(alive[:3])}); wait for them, or scancel them, then run "
+            f"tel sweep again to collect and resume"
+        )

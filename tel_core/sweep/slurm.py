@@ -27,6 +27,9 @@ import attrs
 from tel_core.errors import TelError
 from tel_core.sweep.local import Task
 
+#: SLURM job states of a task that may still train (``sacct``'s names).
+ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED")
+
 
 @attrs.frozen
 class SlurmOptions:
@@ -91,6 +94,18 @@ class SlurmExecutor:
         self.submitit = _submitit()
         self.job_ids: dict[str, str] = {}  # run key -> job id
         self.stopping = False  # a signal asked the sweep to stop
+
+    def still_queued(self, job_ids: Sequence[str]) -> list[str]:
+        """Those of ``job_ids`` SLURM still holds (pending or running): a sweep whose
+        ``tel sweep`` died leaves its array running, and must not train those runs twice."""
+        if self.options.cluster != "slurm":
+            return []  # submitit's local jobs die with the process that started them
+        alive = []
+        for job_id in job_ids:
+            state = self.submitit.SlurmJob(self.folder, job_id).state
+            if state.split()[0] in ACTIVE_STATES:
+                alive.append(job_id)
+        return alive
 
     def describe(self) -> str:
         o = self.options
