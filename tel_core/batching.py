@@ -13,10 +13,15 @@ The data of a step is one *global* batch drawn from one seeded generator, identi
 every process; process r of N takes its own contiguous share of the rows. A single
 process sees exactly the union, so N processes train on the same data as one, and the
 generator state alone is the position in the data (saved in checkpoints).
+
+Validation rows are a fixed set (``validation_rows``): ``eval_batches`` draws of 16 rows
+with a fixed seed, the same for every run of a config whatever its seed, batch size or
+number of processes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from typing import Any
 
@@ -24,7 +29,7 @@ import attrs
 import numpy as np
 import torch
 
-from tel_core.config import DataConfig, TrainConfig
+from tel_core.config import Experiment, TrainConfig
 from tel_core.errors import ConfigError, TelError
 
 #: The target of a padded position: ``F.cross_entropy(..., ignore_index=IGNORE_INDEX)``.
@@ -178,50 +183,55 @@ def make_sampler(
 #: Validation rows are drawn with this seed, not the run's, so that runs with different
 #: seeds are scored on the same text.
 EVAL_SEED = 0
-
-
-def eval_batches(
-    mode: str,
-    tokens: np.ndarray,
-    offsets: np.ndarray,
-    block_size: int,
-    batch_size: int,
-    n_batches: int,
-    micro_size: int,
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """A fixed set of validation rows, identical at every evaluation of every run.
-
-    ``n_batches`` draws of ``batch_size`` rows (whatever the number of processes), cut
-    into pieces of ``micro_size`` rows for the forward passes.
-    """
-    sampler = make_sampler(mode, tokens, offsets, block_size, EVAL_SEED, "val")
-    pieces = []
-    for _ in range(n_batches):
-        pieces += sampler.sample(batch_size).micro_batches(micro_size)
-    return pieces
+#: ... and in batches of this many rows, whatever the training batch size and the number
+#: of processes, so that runs with different batch sizes are scored on the same text too.
+#: (16 is the baseline's batch size: its validation set is the one it had when a
+#: validation batch was a training batch.)
+VAL_BATCH_ROWS = 16
 
 
 def validation_rows(
-    data: DataConfig,
-    train: TrainConfig,
+    experiment: Experiment,
     tokens: np.ndarray,
     offsets: np.ndarray,
-    micro_size: int,
-    n_batches: int | None = None,
+    batches: int | None = None,
     block_size: int | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The rows a run validates on, from its config: what the training loop scores at
-    every evaluation, and what ``tel eval --batches N`` scores (``n_batches`` instead of
-    ``train.eval_batches``, ``block_size`` instead of the trained one)."""
-    return eval_batches(
-        data.batching,
-        tokens,
-        offsets,
-        block_size or data.block_size,
-        train.batch_size,
-        train.eval_batches if n_batches is None else n_batches,
-        micro_size,
-    )
+    """The run's validation rows from its config: the fixed set every evaluation scores.
+
+    ``batches`` (default ``[train] eval_batches``) draws of ``VAL_BATCH_ROWS`` rows from
+    ``tokens`` (the validation split, with its document ``offsets``), cut as ``[data]
+    batching`` and ``block_size`` say, with the generator seeded by ``EVAL_SEED``. The
+    same config gives the same rows on any machine, for any batch size or number of
+    processes; each (inputs, targets) piece is one forward pass. ``tel eval`` may ask for
+    longer rows (``block_size``), to measure length extrapolation.
+    """
+    data = experiment.data
+    n = experiment.train.eval_batches if batches is None else batches
+    block = block_size or data.block_size
+    sampler = make_sampler(data.batching, tokens, offsets, block, EVAL_SEED, "val")
+    return [(b.inputs, b.targets) for b in (sampler.sample(VAL_BATCH_ROWS) for _ in range(n))]
+
+
+def describe_validation(
+    experiment: Experiment, rows: list[tuple[torch.Tensor, torch.Tensor]], n_bytes: int
+) -> dict[str, Any]:
+    """What a validation set was, for the manifest: runs whose ``digest`` differs were
+    scored on different text, and their ``val/*`` numbers do not compare."""
+    digest = hashlib.sha256()
+    for inputs, targets in rows:
+        digest.update(inputs.numpy().tobytes())
+        digest.update(targets.numpy().tobytes())
+    return {
+        "rows": sum(len(x) for x, _ in rows),
+        "batches": len(rows),
+        "seed": EVAL_SEED,
+        "batching": experiment.data.batching,
+        "block_size": experiment.data.block_size,
+        "targets": int(sum(int((y != IGNORE_INDEX).sum()) for _, y in rows)),
+        "bytes": n_bytes,
+        "digest": digest.hexdigest()[:16],
+    }
 
 
 def split_rows(

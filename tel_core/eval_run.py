@@ -99,7 +99,7 @@ def evaluate_run(
     if batches is None:
         rows = split_rows(exp.data.batching, tokens, offsets, block, micro)
     else:
-        rows = validation_rows(exp.data, exp.train, tokens, offsets, micro, batches, block)
+        rows = validation_rows(exp, tokens, offsets, batches, block)
     model = loaded.model.eval()
     by_position = torch.zeros(2, block, dtype=torch.float64, device=loaded.device)
     sums = score_sums(

@@ -30,7 +30,13 @@ import attrs
 import torch
 
 from tel_core import ui
-from tel_core.batching import Batch, make_sampler, plan_batches, validation_rows
+from tel_core.batching import (
+    Batch,
+    describe_validation,
+    make_sampler,
+    plan_batches,
+    validation_rows,
+)
 from tel_core.checkpoint import (
     check_resumable,
     load_checkpoint,
@@ -173,9 +179,7 @@ class Trainer:
         self.sampler = make_sampler(
             mode, splits.train, splits.train_offsets, block, cfg.seed, "train"
         )
-        self.val_batches = validation_rows(
-            cfg.data, cfg.train, splits.val, splits.val_offsets, self.plan.micro_size
-        )
+        self.val_batches = validation_rows(cfg, splits.val, splits.val_offsets)
         # Encoded now, so that a prompt the tokenizer refuses fails before training, not after.
         self.prompt_ids = list(self.tokenizer.encode(cfg.sample.prompt)) or [0]
         # Bits per byte needs the bytes behind the (real) validation targets: count them once.
@@ -253,6 +257,7 @@ class Trainer:
                 tokens={"train": len(self.splits.train), "val": len(self.splits.val)},
                 token_cache=str(self.splits.cache_dir) if self.splits.cache_dir else None,
                 resumed_from_step=resumed_from,
+                validation=describe_validation(cfg, self.val_batches, self.val_bytes),
             ),
         )
         padded = " at most (padding excluded)" if cfg.data.batching == "pad" else ""
@@ -375,6 +380,8 @@ class Trainer:
         """A non-finite loss or gradient: stop (keeping the last checkpoint) or skip."""
         what = f"the loss became {result.loss} (gradient norm {result.grad_norm}) at step {step}"
         if self.exp.train.nonfinite == "stop":
+            if self.metrics is not None:  # so that the run directory says how it ended
+                self.metrics.write(step, {"train/loss": result.loss, "train/diverged": 1})
             raise TelError(
                 f"{what}; lower optimizer.lr, set train.grad_clip, or set "
                 f'train.nonfinite = "skip"; {self.kept()}'

@@ -14,7 +14,18 @@ import os
 from pathlib import Path
 
 # In the order `tel --help` lists them.
-COMMANDS = ("run", "eval", "generate", "chat", "export", "plugins")
+COMMANDS = (
+    "run",
+    "eval",
+    "generate",
+    "chat",
+    "export",
+    "sweep",
+    "compare",
+    "plot",
+    "report",
+    "plugins",
+)
 
 
 def rank() -> int:

@@ -76,6 +76,6 @@ def _eval(args: argparse.Namespace) -> int:
     print(format_table(result))
     drawn = f" and {image}" if image else ""
     if image is None and not args.no_plot:
-        drawn = " (no plot: matplotlib is not installed; pip install 'tel[plot]')"
+        drawn = " (no plot: matplotlib is not installed; pip install 'tel[lab]')"
     ui.info(f"wrote {path}{drawn}")
     return 0
