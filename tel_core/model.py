@@ -7,6 +7,7 @@ What fills it (attention, positional encoding, norm, feed-forward) is chosen by 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from torch.utils.checkpoint import checkpoint
 from tel_core.config import ModelConfig
 from tel_core.errors import ConfigError
 from tel_core.interfaces import ModelContext, ParameterGroups
+from tel_core.kv_cache import KVCache, LayerCache, attend_cached, embed_at
 from tel_core.nn import Positional, is_residual_projection, mark_attention
 from tel_core.registry import MODEL_KINDS, Registry
 
@@ -103,15 +105,22 @@ class Block(nn.Module):
             self.norm_ffn_out = parts.norm(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)  # on each branch, before the residual add
 
-    def forward(self, x: torch.Tensor, positional: Positional) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, positional: Positional, cache: LayerCache | None = None
+    ) -> torch.Tensor:
+        """x (B, T, C) -> (B, T, C). With a ``cache`` (generation), x holds only the new
+        positions and attention goes through the KV cache (``tel_core.kv_cache``)."""
+        attn = self.attn
+        if cache is not None:
+            attn = functools.partial(attend_cached, self.attn, cache=cache)
         if self.placement == "pre":
-            x = x + self.dropout(self.attn(self.norm_attn(x), positional))
+            x = x + self.dropout(attn(self.norm_attn(x), positional))
             x = x + self.dropout(self.ffn(self.norm_ffn(x)))
         elif self.placement == "sandwich":
-            x = x + self.dropout(self.norm_attn_out(self.attn(self.norm_attn(x), positional)))
+            x = x + self.dropout(self.norm_attn_out(attn(self.norm_attn(x), positional)))
             x = x + self.dropout(self.norm_ffn_out(self.ffn(self.norm_ffn(x))))
         else:
-            x = self.norm_attn(x + self.dropout(self.attn(x, positional)))
+            x = self.norm_attn(x + self.dropout(attn(x, positional)))
             x = self.norm_ffn(x + self.dropout(self.ffn(x)))
         return x
 
@@ -165,6 +174,27 @@ class LanguageModel(nn.Module):
                 x = block(x, self.positional)
         return self.lm_head(self.final_norm(x))
 
+    def new_cache(self) -> KVCache:
+        """An empty KV cache for ``forward_cached``: one layer cache per block."""
+        return KVCache(len(self.blocks))
+
+    def forward_cached(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """The next tokens of a context whose first ``cache.offset`` tokens the cache holds:
+        idx (B, T) -> logits (B, T, vocab_size), equal to ``forward`` on the whole context
+        (at its last T positions) up to rounding. For generation; training never calls it.
+        """
+        if cache.offset + idx.size(1) > self.block_size:
+            raise ValueError(
+                f"the context would hold {cache.offset + idx.size(1)} tokens, more than "
+                f"block_size {self.block_size}: reset the cache and start a shorter context"
+            )
+        x = embed_at(self.positional, self.token_embedding(idx), cache.offset)
+        x = self.dropout(x)
+        for block, layer in zip(self.blocks, cache.layers, strict=True):
+            x = block(x, self.positional, layer)
+        cache.advance(idx.size(1))
+        return self.lm_head(self.final_norm(x))
+
     def num_parameters(self) -> int:
         """Trainable parameters, a tied embedding counted once."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
@@ -176,10 +206,8 @@ class LanguageModel(nn.Module):
         backward passes, and 12 * n_layers * d_model * T for attention scores and values.
         Embedding lookups are free, but the LM head is a real matrix multiply.
         """
-        groups = parameter_groups(self)
-        n = sum(p.numel() for p in groups.matrices)
-        if self.cfg.tie_embeddings:
-            n += self.lm_head.weight.numel()
+        groups = parameter_groups(self)  # the LM head is with the embeddings, tied or not
+        n = sum(p.numel() for p in groups.matrices) + self.lm_head.weight.numel()
         attention = 12 * self.cfg.n_layers * self.cfg.d_model * self.block_size
         return 6 * n + attention
 
@@ -191,10 +219,16 @@ def build_model(
 
 
 def parameter_groups(model: nn.Module) -> ParameterGroups:
-    """Sort trainable parameters into matrices, embeddings and vectors (each once)."""
+    """Sort trainable parameters into matrices, embeddings and vectors (each once).
+
+    The LM head is an embedding, tied or not: it is the output embedding table (a row per
+    token), and ``tie_embeddings`` must not change what weight decay touches.
+    """
     embedding_ids = {
         id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()
     }
+    if isinstance(head := getattr(model, "lm_head", None), nn.Linear):
+        embedding_ids.add(id(head.weight))
     matrices, embeddings, vectors = [], [], []
     for p in model.parameters():  # parameters() yields a shared (tied) tensor once
         if not p.requires_grad:

@@ -133,7 +133,8 @@ class Precision:
             torch.set_float32_matmul_precision("high" if tf32 else "highest")
             torch.backends.cudnn.allow_tf32 = tf32
         self.dtype = DTYPES[self.name]
-        self.scaler = torch.amp.GradScaler("cuda") if self.name == "fp16" else None
+        # On the device it runs on: a CUDA scaler without CUDA quietly disables itself.
+        self.scaler = torch.amp.GradScaler(device.type) if self.name == "fp16" else None
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:

@@ -30,7 +30,13 @@ import attrs
 import torch
 
 from tel_core import ui
-from tel_core.batching import IGNORE_INDEX, Batch, eval_batches, make_sampler, plan_batches
+from tel_core.batching import (
+    Batch,
+    describe_validation,
+    make_sampler,
+    plan_batches,
+    validation_rows,
+)
 from tel_core.checkpoint import (
     check_resumable,
     load_checkpoint,
@@ -43,9 +49,9 @@ from tel_core.config_loader import to_dict
 from tel_core.data import check_length, prepare_tokens
 from tel_core.device import compile_model, peak_memory_mb, resolve_device
 from tel_core.distributed import Distributed, from_environment, process_group
-from tel_core.errors import ConfigError, TelError
+from tel_core.errors import ConfigError, TelError, one_line
 from tel_core.evaluation import metrics as val_metrics
-from tel_core.evaluation import score_sums
+from tel_core.evaluation import score_sums, target_bytes
 from tel_core.generate import generate
 from tel_core.interfaces import DataContext, LoggerContext, ScheduleContext
 from tel_core.loss import step_loss
@@ -60,6 +66,8 @@ from tel_core.rundir import (
     check_run_dir,
     clear_run_dir,
     prepare_run_dir,
+    run_dir_errors,
+    truncate_metrics,
     write_config,
     write_manifest,
 )
@@ -144,27 +152,22 @@ class Trainer:
             self.peak = device_peak(self.precision.name, self.device)
         self.plan = plan_batches(train, self.world.world_size)
         self.progress = Progress()
-        self._build_data()
-        self._build_model()
-        self._build_optimizer()
-        if checkpoint is not None:
-            self.load_state_dict(checkpoint)
         self.metrics: MetricsFile | None = None
         self.loggers: list[Any] = []
-        if self.world.is_main:  # one process writes the run directory and logs
-            if overwrite:  # only now that the new run is built: a failed start costs nothing
-                clear_run_dir(run_dir)
-            self._write_run_files(resumed_from=checkpoint and checkpoint["step"])
-            self.metrics = MetricsFile(run_dir / "metrics.jsonl")
-            logger_ctx = LoggerContext(
-                run_dir, experiment.name, train.max_steps, self.progress.step, to_dict(experiment)
-            )
-            for selection in experiment.loggers:
-                try:
-                    self.loggers.append(registry.build("logger", selection, logger_ctx))
-                except BaseException:
-                    self.close()  # the loggers built so far (a live progress bar, open files)
-                    raise
+        # Build every component first, then clear the old run (--overwrite), then write:
+        # an experiment that fails to start must cost the run directory nothing.
+        try:
+            self._build_data()
+            self._build_model()
+            self._build_optimizer()
+            if checkpoint is not None:
+                self.load_state_dict(checkpoint)
+            if self.world.is_main:  # one process writes the run directory and logs
+                self._build_loggers()
+                self._start_run_dir(overwrite, resumed_from=checkpoint and checkpoint["step"])
+        except BaseException:
+            self.close()  # what was built so far: a live progress bar, open files
+            raise
 
     # -- building --------------------------------------------------------------
 
@@ -184,23 +187,15 @@ class Trainer:
         self.sampler = make_sampler(
             mode, splits.train, splits.train_offsets, block, cfg.seed, "train"
         )
-        self.val_batches = eval_batches(
-            mode,
-            splits.val,
-            splits.val_offsets,
-            block,
-            self.plan.batch_size,
-            cfg.train.eval_batches,
-            self.plan.micro_size,
-        )
+        self.val_batches = validation_rows(cfg, splits.val, splits.val_offsets)
         # Encoded now, so that a prompt the tokenizer refuses fails before training, not after.
-        self.prompt_ids = list(self.tokenizer.encode(cfg.sample.prompt)) or [0]
+        try:
+            self.prompt_ids = list(self.tokenizer.encode(cfg.sample.prompt)) or [0]
+        except (TelError, ValueError, KeyError) as exc:
+            why = str(exc) if isinstance(exc, TelError) else one_line(exc)
+            raise ConfigError(f"[sample] prompt = {cfg.sample.prompt!r}: {why}") from exc
         # Bits per byte needs the bytes behind the (real) validation targets: count them once.
-        self.val_bytes = sum(
-            self.tokenizer.count_bytes(row[row != IGNORE_INDEX].tolist())
-            for _, targets in self.val_batches
-            for row in targets
-        )
+        self.val_bytes = target_bytes(self.tokenizer, self.val_batches)
 
     def _build_model(self) -> None:
         cfg, train = self.exp, self.exp.train
@@ -244,6 +239,24 @@ class Trainer:
             "schedule", cfg.schedule, ScheduleContext(base_lr, train.max_steps)
         )
 
+    def _build_loggers(self) -> None:
+        exp = self.exp
+        ctx = LoggerContext(
+            self.run_dir, exp.name, exp.train.max_steps, self.progress.step, to_dict(exp)
+        )
+        for selection in exp.loggers:
+            self.loggers.append(self.registry.build("logger", selection, ctx))
+
+    def _start_run_dir(self, overwrite: bool, resumed_from: int | None) -> None:
+        """Everything is built: only now replace the old run, or trim a resumed one."""
+        with run_dir_errors(self.run_dir):
+            if overwrite:
+                clear_run_dir(self.run_dir)
+            if resumed_from is not None:  # the steps after the checkpoint are trained again
+                truncate_metrics(self.run_dir / "metrics.jsonl", resumed_from)
+            self._write_run_files(resumed_from)
+            self.metrics = MetricsFile(self.run_dir / "metrics.jsonl")
+
     def _write_run_files(self, resumed_from: int | None) -> None:
         cfg, plan = self.exp, self.plan
         (self.run_dir / "tokenizer.json").write_text(
@@ -277,6 +290,7 @@ class Trainer:
                 tokens={"train": len(self.splits.train), "val": len(self.splits.val)},
                 token_cache=str(self.splits.cache_dir) if self.splits.cache_dir else None,
                 resumed_from_step=resumed_from,
+                validation=describe_validation(cfg, self.val_batches, self.val_bytes),
             ),
         )
         padded = " at most (padding excluded)" if cfg.data.batching == "pad" else ""
@@ -408,6 +422,8 @@ class Trainer:
         """A non-finite loss or gradient: stop (keeping the last checkpoint) or skip."""
         what = f"the loss became {result.loss} (gradient norm {result.grad_norm}) at step {step}"
         if self.exp.train.nonfinite == "stop":
+            if self.metrics is not None:  # so that the run directory says how it ended
+                self.metrics.write(step, {"train/loss": result.loss, "train/diverged": 1})
             raise TelError(
                 f"{what}; lower optimizer.lr, set train.grad_clip, or set "
                 f'train.nonfinite = "skip"; {self.kept()}'
@@ -463,7 +479,10 @@ class Trainer:
                 self.model, prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, generator
             )
         text = self.tokenizer.decode(ids[0].tolist())
-        with open(self.run_dir / "samples.txt", "a", encoding="utf-8") as f:
+        with (
+            run_dir_errors(self.run_dir),
+            open(self.run_dir / "samples.txt", "a", encoding="utf-8") as f,
+        ):
             f.write(
                 f"--- step {step}, prompt {cfg.prompt!r}, temperature {cfg.temperature}, "
                 f"top_k {cfg.top_k}\n{text}\n"
@@ -514,15 +533,15 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.precision.load_state_dict(state["scaler"])
+            self.sampler.load_state_dict(state["data"])
+            states = state["rng"]
+            set_rng_state(states[self.world.rank % len(states)])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            where = state.get("file", "the checkpoint")
             raise TelError(
-                f"cannot resume from the checkpoint of step {state['step']}: {first}"
-            ) from None
-        self.precision.load_state_dict(state["scaler"])
-        self.sampler.load_state_dict(state["data"])
-        states = state["rng"]
-        set_rng_state(states[self.world.rank % len(states)])
+                f"cannot resume from {where} (step {state['step']}): {one_line(exc)}"
+            ) from exc
         if len(states) != self.world.world_size:
             self.info(
                 f"{self.exp.name}: saved by {len(states)} process(es), resumed on "
@@ -546,9 +565,12 @@ class Trainer:
             self.metrics.close()
 
 
-def resume_checkpoint(run_dir: Path, experiment: Experiment) -> dict[str, Any]:
-    """The checkpoint ``--resume`` continues from, once it is known to fit ``experiment``."""
-    state = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+def resume_checkpoint(
+    run_dir: Path, experiment: Experiment, path: Path | None = None
+) -> dict[str, Any]:
+    """The checkpoint ``--resume`` continues from (``path``, default the run directory's
+    ``checkpoints/latest.pt``), once it is known to fit ``experiment``."""
+    state = load_checkpoint(path or run_dir / "checkpoints" / "latest.pt")
     check_resumable(state, to_dict(experiment), run_dir)
     if state["step"] >= experiment.train.max_steps:
         raise TelError(
@@ -563,23 +585,25 @@ def run(
     run_dir: Path | None = None,
     registry: Registry | None = None,
     overwrite: bool = False,
-    resume: bool = False,
+    resume: bool | str | Path = False,
 ) -> RunResult:
     """Train ``experiment``, writing its run directory (default ``runs/<name>``).
 
-    ``resume`` continues from the run directory's ``checkpoints/latest.pt``. Under
+    ``resume`` continues from the run directory's ``checkpoints/latest.pt`` (True) or from
+    the checkpoint file it names (``runs/x/checkpoints/step_0000500.pt``). Under
     torchrun, every process calls this; they train together (data parallel).
     """
     run_dir = Path(run_dir or Path("runs") / experiment.name)
     world = from_environment()
-    check_run_dir(run_dir, overwrite, resume)  # in every process, so all refuse alike
-    checkpoint = resume_checkpoint(run_dir, experiment) if resume else None
+    resume_from = None if isinstance(resume, bool) else Path(resume)
+    check_run_dir(run_dir, overwrite, resume_from or resume)  # every process refuses alike
+    checkpoint = resume_checkpoint(run_dir, experiment, resume_from) if resume else None
     device = resolve_device(experiment.train.device, world.local_rank)
     trainer = None
     with process_group(world, device):
         try:
             if world.is_main:
-                prepare_run_dir(run_dir, checkpoint["step"] if checkpoint else None)
+                prepare_run_dir(run_dir)
             world.barrier()
             registry = registry or default_registry()
             trainer = Trainer(experiment, run_dir, registry, world, checkpoint, device, overwrite)
