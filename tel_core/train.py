@@ -47,7 +47,7 @@ from tel_core.errors import ConfigError, TelError
 from tel_core.evaluation import metrics as val_metrics
 from tel_core.evaluation import score_sums
 from tel_core.generate import generate
-from tel_core.interfaces import DataContext, LoggerContext, ScheduleContext
+from tel_core.interfaces import DataContext, LoggerContext, OptimumContext, ScheduleContext
 from tel_core.loss import step_loss
 from tel_core.model import build_model, parameter_groups
 from tel_core.precision import Precision
@@ -166,7 +166,10 @@ class Trainer:
         self.tokenizer = self.registry.build("tokenizer", cfg.data.tokenizer)
         # Under torchrun one process per machine tokenizes; the others read its cache.
         with self.world.local_main_first():
-            self.splits = splits = prepare_tokens(cfg.data, dataset, self.tokenizer)
+            progress = self.world.local_rank == 0
+            self.splits = splits = prepare_tokens(
+                cfg.data, dataset, self.tokenizer, self.registry, progress=progress
+            )
         for split, tokens in (("train", splits.train), ("val", splits.val)):
             check_length(tokens, cfg.data.block_size, split, cfg.data.dataset.name)
         mode, block = cfg.data.batching, cfg.data.block_size
@@ -182,6 +185,8 @@ class Trainer:
             cfg.train.eval_batches,
             self.plan.micro_size,
         )
+        # A synthetic task may know the best reachable loss: evaluations report the excess.
+        self.optimum = dataset.optimum(OptimumContext(self.tokenizer, block, mode))
         # Encoded now, so that a prompt the tokenizer refuses fails before training, not after.
         self.prompt_ids = list(self.tokenizer.encode(cfg.sample.prompt)) or [0]
         # Bits per byte needs the bytes behind the (real) validation targets: count them once.
@@ -373,6 +378,7 @@ class Trainer:
             "train/clipped": int(result.clipped),
             "train/skipped": int(not result.updated),
             "train/tokens": self.progress.tokens,  # real target tokens, padding excluded
+            "train/epoch": self.progress.tokens / len(self.splits.train),  # passes over train
             "train/tokens_per_step": result.tokens,
             "train/tokens_per_s": tokens_per_s,
             "train/tflops": tokens_per_s * self.flops_per_token / 1e12,
@@ -425,9 +431,11 @@ class Trainer:
             self.precision.autocast,
             self.world.rank,
             self.world.world_size,
+            answers=self.optimum and self.optimum.answers,
         )
         self.model.train()
-        return val_metrics(self.world.sum(sums).tolist(), self.val_bytes)
+        optimum_bits = self.optimum and self.optimum.bits_per_token
+        return val_metrics(self.world.sum(sums).tolist(), self.val_bytes, optimum_bits)
 
     def sample(self, step: int) -> str:
         cfg = self.exp.sample
