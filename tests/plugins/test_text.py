@@ -1,6 +1,7 @@
 """text: the dataset contract; files and globs, a contiguous split, downloads; reading in
 pieces, encoding errors that say where, and a fingerprint of the content."""
 
+import itertools
 import os
 
 import pytest
@@ -123,7 +124,7 @@ def test_read_in_pieces_the_splits_are_the_same(tmp_path, small_pieces):
     assert len(parts) > 10 and "".join(parts) == train
     assert texts(ds, "val") == [val]
     # Parts end just before a whitespace that follows a non-space character.
-    assert all(p[-1:].strip() and n[:1].isspace() for p, n in zip(parts, parts[1:]))
+    assert all(p[-1:].strip() and n[:1].isspace() for p, n in itertools.pairwise(parts))
     separated = TextDataset(TextOptions(paths=paths, separator="\n\n"), CTX)
     start, expected = 0, {"train": [], "val": []}
     for document in body.split("\n\n"):
