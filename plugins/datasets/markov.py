@@ -178,8 +178,10 @@ class MarkovDataset(Dataset):
 
     def optimum(self, ctx: OptimumContext) -> Optimum | None:
         alphabet = SYMBOLS[: self.options.alphabet_size]
-        ids = [list(ctx.tokenizer.encode(symbol)) for symbol in alphabet]
-        if any(len(i) != 1 for i in ids) or len({i[0] for i in ids}) != len(ids):
+        sample = alphabet + next(self._text("val"))[:4096]
+        ids = list(ctx.tokenizer.encode(sample))
+        distinct = {int(i) for i in ctx.tokenizer.encode(alphabet)}
+        if len(ids) != len(sample) or len(distinct) != len(alphabet):
             return None  # not one token per symbol: the optimum per token is not known
         h = [self.chain.conditional_entropy(j) for j in range(1, ctx.block_size + 1)]
         return Optimum(bits_per_token=float(np.mean(h)))

@@ -108,14 +108,14 @@ class RecallDataset(Dataset):
 
     def optimum(self, ctx: OptimumContext) -> Optimum:
         o = self.options
-        sample = next(episodes(o, 1, np.random.default_rng(0)))
+        sample = "".join(episodes(o, 50, np.random.default_rng(0)))
         ids = list(ctx.tokenizer.encode(sample))
         if len(ids) != len(sample):
             raise TelError(
                 "recall dataset: the answers are scored token by token, so it needs a "
                 'tokenizer with one token per character: tokenizer = "byte" or "char"'
             )
-        tokens = len(ids) + (ctx.tokenizer.eos_id is not None)
+        tokens = o.episode_length + (ctx.tokenizer.eos_id is not None)
         if ctx.batching != "pad" or ctx.block_size + 1 < tokens:
             raise TelError(
                 f"recall dataset: each row must hold one whole episode ({tokens} tokens): set "
