@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 # In the order `tel --help` lists them.
-COMMANDS = ("run", "plugins")
+COMMANDS = ("run", "data", "plugins")
 
 
 def rank() -> int:
