@@ -44,7 +44,8 @@ class HfOptions:
     #: A Hub dataset id ("roneneldan/TinyStories") or a packaged builder ("json",
     #: "parquet", "text", "csv") reading data_files.
     path: str | None = None
-    #: The dataset's configuration (what load_dataset calls name), e.g. "20231101.en".
+    #: The dataset's configuration (what load_dataset calls name), e.g. "20231101.en";
+    #: "" is none.
     config: str | None = None
     #: Files (or globs) of the training split, for a packaged builder.
     data_files: list[str] | None = None
@@ -88,7 +89,10 @@ class HfDataset(Dataset):
             )
         if options.val_data_files and not options.data_files:
             raise TelError("hf dataset: val_data_files needs data_files for the training split")
-        self.options = options
+        # "" means unset, so that --set can undo a file's value (TOML has no null).
+        self.options = attrs.evolve(
+            options, config=options.config or None, revision=options.revision or None
+        )
         self.val_fraction = ctx.val_fraction
         self.val_split = options.val_split or ("validation" if options.val_data_files else None)
         self._builder: Any = None
