@@ -50,8 +50,12 @@ def register_datasets(register: Register) -> None:
     """Register datasets: sources of text documents.
 
     ``factory(options, ctx: tel_core.interfaces.DataContext) -> tel_core.interfaces.Dataset``.
-    A dataset yields documents (str) for the splits ``"train"`` and ``"val"``; the split
-    must be deterministic (same documents in the same order on every call).
+    A dataset yields documents for the splits ``"train"`` and ``"val"``; the split must
+    be deterministic (same documents in the same order on every call). A document is a
+    str, or an iterable of str parts when it is too long to hold at once; parts are
+    tokenized one by one, so cut them where the tokenizer cuts anyway. ``fingerprint()``
+    (the content, for the token cache), ``token_budget(split)`` and ``optimum(ctx)`` (the
+    best reachable loss of a synthetic task) are optional.
     """
 
 
@@ -61,7 +65,8 @@ def register_tokenizers(register: Register) -> None:
 
     ``factory(options) -> tel_core.interfaces.Tokenizer``. ``decode(encode(text))`` must
     give ``text`` back for any text the tokenizer was fitted on, and every id must be below
-    ``vocab_size``.
+    ``vocab_size``. ``encode_batch(texts)`` may encode many texts at once (in parallel);
+    ``fingerprint()`` names what decides the ids beyond the options and the training split.
     """
 
 

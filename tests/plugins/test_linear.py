@@ -1,26 +1,24 @@
-"""linear: the schedule contract; warmup, a straight decay, the floor."""
+"""linear: the attention contract (refusing a score bias in one line); the quadratic form."""
 
-import itertools
+from __future__ import annotations
 
 import pytest
+import torch
 
-from tel_core.interfaces import ScheduleContext
-from tel_core.testing import check_schedule
-from tel_plugins.schedules.linear import LinearOptions, linear
+from tel_core.testing import check_attention
+from tel_plugins.attention.linear import feature_map, linear_attention
 
 
-@pytest.mark.parametrize(
-    "options", [None, {"warmup_fraction": 0.1, "min_lr": 1e-5}, {"decay_steps": 50}]
-)
+@pytest.mark.parametrize("options", [None, {"chunk_size": 3}, {"n_kv_heads": 2, "qk_norm": True}])
 def test_conforms(registry, options):
-    check_schedule("linear", options, registry=registry)
+    check_attention("linear", options, registry=registry)
 
 
-def test_warms_up_then_falls_in_a_straight_line_to_the_floor():
-    lr_at = linear(LinearOptions(warmup_steps=10, min_lr=0.1), ScheduleContext(1.1, 110))
-    assert lr_at(0) == pytest.approx(1.1 / 11) and lr_at(10) == pytest.approx(1.1)
-    assert lr_at(60) == pytest.approx(0.6)  # half way down
-    assert lr_at(110) == pytest.approx(0.1)
-    steps = [lr_at(s) for s in range(10, 111)]
-    diffs = [b - a for a, b in itertools.pairwise(steps)]
-    assert all(d == pytest.approx(-0.01) for d in diffs)
+@pytest.mark.parametrize("chunk_size", [1, 3, 7, 64])
+def test_linear_attention_equals_its_quadratic_form(chunk_size):
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 10, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    fq, fk = feature_map(q), feature_map(k)
+    weights = (fq @ fk.transpose(-2, -1)).tril()  # (B, nh, T, T), causal
+    reference = (weights / weights.sum(-1, keepdim=True)) @ v
+    torch.testing.assert_close(linear_attention(fq, fk, v, chunk_size, eps=0.0), reference)
