@@ -67,6 +67,8 @@ class HfOptions:
     max_tokens: int | None = attrs.field(default=None, validator=_positive)
     #: The Hub revision (branch, tag or commit) to read.
     revision: str | None = None
+    #: The text encoding of local json, text or csv files; default: UTF-8.
+    encoding: str | None = None
 
 
 def _in_val(index: int, fraction: float) -> bool:
@@ -127,11 +129,19 @@ class HfDataset(Dataset):
             with quiet_hub():
                 try:
                     self._builder = datasets.load_dataset_builder(
-                        o.path, o.config, data_files=self._data_files(), revision=o.revision
+                        o.path,
+                        o.config,
+                        data_files=self._data_files(),
+                        revision=o.revision,
+                        **self._builder_options(),
                     )
                 except Exception as exc:  # offline, unknown id, missing files, bad config ...
                     raise self._fail(exc) from exc
         return self._builder
+
+    def _builder_options(self) -> dict[str, Any]:
+        # Only when set: a builder that has no such option (parquet) would refuse it.
+        return {"encoding": self.options.encoding} if self.options.encoding else {}
 
     def _local_files(self) -> list[Path] | None:
         """The resolved data files when they are all local, else None."""
@@ -154,6 +164,7 @@ class HfDataset(Dataset):
                     split=split,
                     streaming=streaming,
                     revision=o.revision,
+                    **self._builder_options(),
                 )
             except Exception as exc:
                 raise self._fail(exc) from exc
@@ -165,6 +176,27 @@ class HfDataset(Dataset):
             )
         if columns is not None:
             data = data.select_columns([o.text_field])
+        try:
+            yield from self._texts(data, split)
+        except UnicodeDecodeError as exc:
+            raise self._decode_error(exc) from exc
+
+    def _decode_error(self, exc: UnicodeDecodeError) -> TelError:
+        """Which local file, byte and line is not text in the encoding, and what to set."""
+        from tel_plugins.datasets.text import first_decode_error
+
+        encoding = self.options.encoding or "utf-8"
+        for path in self._local_files() or []:
+            found = first_decode_error(path, encoding, f"hf dataset {self.options.path!r}")
+            if found is not None:
+                return found
+        return TelError(
+            f"hf dataset {self.options.path!r}: its text is not valid {exc.encoding} "
+            f'({exc.reason}); set encoding = "..." in [data.dataset] to the files\' encoding'
+        )
+
+    def _texts(self, data: Any, split: str) -> Iterator[str]:
+        o = self.options
         count = 0
         for batch in data.iter(batch_size=BATCH_ROWS):
             if o.text_field not in batch:

@@ -164,10 +164,24 @@ def _cut_before(text: str, near: int) -> int:
     return at if at else near
 
 
+def first_decode_error(path: Path, encoding: str, who: str) -> TelError | None:
+    """The one-line error for the first byte of ``path`` that is not ``encoding`` text."""
+    reader = _Decoder(path, encoding, who)
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(READ_BYTES):
+                reader.decode(block)
+        reader.finish()
+    except TelError as exc:
+        return exc
+    return None
+
+
 class _Decoder:
     """An incremental decoder that says which file, byte and line broke it."""
 
-    def __init__(self, path: Path, encoding: str) -> None:
+    def __init__(self, path: Path, encoding: str, who: str = "text dataset") -> None:
+        self.who = who
         self.path = path
         self.encoding = encoding
         self.decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
@@ -203,7 +217,7 @@ class _Decoder:
             newlines = exc.object[: exc.start].count(b"\n")
             line = f", line {self.lines + newlines}"
         return TelError(
-            f"text dataset: {self.path} is not valid {self.encoding} text at byte {offset}"
+            f"{self.who}: {self.path} is not valid {self.encoding} text at byte {offset}"
             f"{line} ({exc.reason}: {exc.object[exc.start : exc.end]!r}); set encoding = "
             f'"..." in [data.dataset] to the file\'s encoding (e.g. "latin-1", "cp1252")'
         )

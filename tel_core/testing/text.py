@@ -45,7 +45,8 @@ def check_tokenizer(
     given as a one-shot iterator, as the core does, and checks: a
     ``tel_core.interfaces.Tokenizer`` with a positive int ``vocab_size``; encode gives a
     list of ints or a 1-D integer array, every id in ``[0, vocab_size)``; ``decode(encode
-    (text)) == text`` for each of ``texts`` (ASCII and non-ASCII by default); the empty
+    (text)) == text`` for each of ``texts`` (ASCII and non-ASCII by default);
+    ``encode_batch`` gives what ``encode`` gives for each text; the empty
     text; ``count_bytes`` counts UTF-8 bytes; ``eos_id`` is None or a valid id; the
     ``state_dict`` survives JSON and restores a fresh tokenizer; two tokenizers fitted
     alike agree.
@@ -85,6 +86,13 @@ def check_tokenizer(
         for text, ids in encoded.items():
             if (back := tokenizer.decode(ids)) != text:
                 fail(f"decode(encode({text!r})) gave {back!r}{one_shot_hint()}")
+    with s.check("encode_batch"):
+        batch = tokenizer.encode_batch(list(texts))
+        if len(batch) != len(texts):
+            fail(f"encode_batch gave {len(batch)} results for {len(texts)} texts")
+        for text, ids in zip(texts, batch, strict=True):
+            if _ids(ids, size) != encoded[text]:
+                fail(f"encode_batch encodes {text!r} differently from encode")
     with s.check("the empty text"):
         if len(_ids(tokenizer.encode(""), size)) or tokenizer.decode([]) != "":
             fail('encode("") must give no ids and decode([]) must give ""')

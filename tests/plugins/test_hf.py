@@ -171,3 +171,17 @@ def test_a_bpe_tokenizer_and_a_short_run_on_jsonl_end_to_end(tmp_path, registry)
     rebuilt.load_state_dict(saved["state"])
     assert rebuilt.vocab_size == manifest["vocab_size"] == 300
     assert rebuilt.decode(rebuilt.encode("Story 7: a fox")) == "Story 7: a fox"
+
+
+def test_a_file_in_another_encoding_names_file_byte_line_and_the_option(tmp_path):
+    path = tmp_path / "latin.txt"
+    path.write_bytes("first line\ncafé au lait\n".encode("latin-1"))
+    options = HfOptions(path="text", data_files=[str(path)])
+    with pytest.raises(TelError) as caught:
+        docs(options, "train")
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    assert f"{path} is not valid utf-8 text at byte 14, line 2" in message
+    assert 'set encoding = "..."' in message
+    latin = HfOptions(path="text", data_files=[str(path)], encoding="latin-1")
+    assert "café au lait" in docs(latin, "train") + docs(latin, "val")
