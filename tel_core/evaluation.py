@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 
 from tel_core.batching import IGNORE_INDEX
+from tel_core.interfaces import Tokenizer
 from tel_core.loss import token_losses
 
 #: The k of ``val/accuracy_top5``.
@@ -30,11 +31,16 @@ def score_sums(
     rank: int = 0,
     world_size: int = 1,
     answers: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    by_position: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sums over this process's share of ``batches`` (every ``world_size``-th piece):
     float64 (loss in nats, real targets, top-1 hits, top-5 hits, then the same three
     for the answer targets that ``answers(inputs, targets)`` marks, if given). Sum them
-    over the processes, then hand them to ``metrics``."""
+    over the processes, then hand them to ``metrics``.
+
+    ``by_position``, a float64 (2, T) tensor, if given, gathers the loss and the number of
+    real targets at each position of the rows: the loss by position in the context.
+    """
     sums = torch.zeros(7, dtype=torch.float64, device=device)
     for i, (x, y) in enumerate(batches):
         if i % world_size != rank:
@@ -46,6 +52,9 @@ def score_sums(
         losses = token_losses(logits, y)  # (B, T), 0 where padded
         sums[0] += losses.sum()
         sums[1] += real.sum()
+        if by_position is not None:
+            by_position[0, : y.size(1)] += losses.sum(dim=0).to(by_position)
+            by_position[1, : y.size(1)] += real.sum(dim=0).to(by_position)
         top = logits.topk(min(TOP_K, logits.size(-1)), dim=-1).indices  # (B, T, k)
         hits = (top == y.unsqueeze(-1)) & real.unsqueeze(-1)
         sums[2] += hits[..., 0].sum()
@@ -56,6 +65,15 @@ def score_sums(
             sums[5] += marked.sum()
             sums[6] += hits[..., 0][marked].sum()
     return sums
+
+
+def target_bytes(tokenizer: Tokenizer, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> int:
+    """UTF-8 bytes of the text behind the real targets of ``batches`` (for bits per byte)."""
+    return sum(
+        tokenizer.count_bytes(row[row != IGNORE_INDEX].tolist())
+        for _, targets in batches
+        for row in targets
+    )
 
 
 def metrics(

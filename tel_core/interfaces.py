@@ -199,6 +199,11 @@ class Tokenizer(abc.ABC):
         cache's key: e.g. the content of a tokenizer file it loads. None: nothing."""
         return None
 
+    def to_huggingface(self) -> Any:
+        """The same tokenizer as a ``tokenizers.Tokenizer`` (giving the same ids for every
+        text), for ``tel export --format hf``; None (the default) if there is none."""
+        return None
+
 
 class Logger(abc.ABC):
     """Receives metrics and text while a run trains."""
