@@ -183,6 +183,17 @@ class BpeTokenizer(Tokenizer):
 
         self._set(HfTokenizer.from_str(json.dumps(state["tokenizer"])), state.get("eos_token"))
 
+    def to_huggingface(self) -> Any:
+        """A copy of the HF tokenizer itself, for ``tel export --format hf``.
+
+        The same ids for every text, with one exception that tokenizer.json cannot record:
+        a literal ``<|endoftext|>`` (any special token) in a text is text to tel, while
+        the exported file matches it as the special token, as GPT-2's own files do.
+        """
+        from tokenizers import Tokenizer as HfTokenizer
+
+        return HfTokenizer.from_str(self._ready().to_str())
+
 
 def _capped(documents: Iterable[str], max_bytes: int | None) -> Iterator[str]:
     """The documents, stopping after the one that reaches ``max_bytes`` UTF-8 bytes."""

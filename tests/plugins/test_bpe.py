@@ -180,3 +180,12 @@ def test_ids_fit_the_token_files_dtype():
     ids = tokenizer.encode_batch(CORPUS)
     assert all(isinstance(i, np.ndarray) and i.dtype.kind == "i" for i in ids)
     assert max(int(i.max()) for i in ids) < tokenizer.vocab_size
+
+
+def test_its_hugging_face_form_gives_the_same_ids():
+    tokenizer = trained()
+    exported = tokenizer.to_huggingface()
+    for text in [*SAMPLE_TEXTS, *CORPUS[:2], "a\r\n\tb  \u00a0c\u200b"]:
+        ids = exported.encode(text, add_special_tokens=False).ids
+        assert ids == tokenizer.encode(text).tolist()
+    assert exported.token_to_id("<|endoftext|>") == tokenizer.eos_id
