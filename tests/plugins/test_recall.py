@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tel_core.batching import eval_batches
+from tel_core.batching import make_sampler
 from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import TelError
 from tel_core.evaluation import metrics, score_sums
@@ -110,7 +110,8 @@ def test_answers_are_scored_on_their_own():
     dataset = RecallDataset(options, CTX)
     tokens = np.frombuffer("".join(dataset.documents("val")).encode(), dtype=np.uint8)
     offsets = np.arange(0, len(tokens) + 1, options.episode_length)
-    batches = eval_batches("pad", tokens, offsets, 32, 8, 4, 8)
+    sampler = make_sampler("pad", tokens, offsets, 32, 8, "val")
+    batches = [(b.inputs, b.targets) for b in (sampler.sample(8) for _ in range(4))]
     optimum = dataset.optimum(OptimumContext(BYTE, 32, "pad"))
     sums = score_sums(Oracle(), batches, torch.device("cpu"), answers=optimum.answers)
     values = metrics(sums, n_bytes=1, optimum_bits=optimum.bits_per_token)
