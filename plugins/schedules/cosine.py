@@ -9,7 +9,13 @@ import attrs
 
 from tel_core import hookimpl
 from tel_core.interfaces import ScheduleContext
-from tel_plugins.schedules.warmup import check_warmup, fraction_validator, warming, warmup_length
+from tel_plugins.schedules.warmup import (
+    check_floor,
+    check_warmup,
+    fraction_validator,
+    warming,
+    warmup_length,
+)
 
 DEFAULT_WARMUP = 100
 
@@ -40,6 +46,7 @@ def cosine(options: CosineOptions, ctx: ScheduleContext) -> Callable[[int], floa
     warmup = warmup_length(
         options.warmup_steps, options.warmup_fraction, ctx.max_steps, DEFAULT_WARMUP
     )
+    check_floor(floor, peak, "cosine")
     end = options.decay_steps or ctx.max_steps
 
     def lr_at(step: int) -> float:
