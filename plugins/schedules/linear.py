@@ -8,7 +8,13 @@ import attrs
 
 from tel_core import hookimpl
 from tel_core.interfaces import ScheduleContext
-from tel_plugins.schedules.warmup import check_warmup, fraction_validator, warming, warmup_length
+from tel_plugins.schedules.warmup import (
+    check_floor,
+    check_warmup,
+    fraction_validator,
+    warming,
+    warmup_length,
+)
 
 
 @attrs.frozen
@@ -34,6 +40,7 @@ def linear(options: LinearOptions, ctx: ScheduleContext) -> Callable[[int], floa
     """Warm up linearly, then decay linearly from the peak to min_lr at decay_steps."""
     peak, floor = ctx.base_lr, options.min_lr
     warmup = warmup_length(options.warmup_steps, options.warmup_fraction, ctx.max_steps, 0)
+    check_floor(floor, peak, "linear decay")
     end = options.decay_steps or ctx.max_steps
 
     def lr_at(step: int) -> float:

@@ -1,10 +1,13 @@
-"""The warmup every schedule shares: ``warmup_steps`` or ``warmup_fraction`` of the run."""
+"""What every schedule shares: ``warmup_steps`` or ``warmup_fraction`` of the run, and a
+floor that must lie below the peak."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import attrs
+
+from tel_core.errors import ConfigError
 
 
 def fraction_validator(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
@@ -28,3 +31,12 @@ def warmup_length(steps: int | None, fraction: float | None, max_steps: int, def
 def warming(step: int, warmup: int, peak: float) -> float:
     """The learning rate at a warmup step: a linear ramp that reaches ``peak`` at ``warmup``."""
     return peak * (step + 1) / (warmup + 1)
+
+
+def check_floor(floor: float, peak: float, schedule: str) -> None:
+    """A ``min_lr`` above the peak would make the decay climb: surely not what was meant."""
+    if floor > peak:
+        raise ConfigError(
+            f"[schedule] min_lr ({floor:g}) is above the peak learning rate, optimizer.lr "
+            f"({peak:g}): the {schedule} would climb; set min_lr below it"
+        )

@@ -15,7 +15,13 @@ import attrs
 
 from tel_core import hookimpl
 from tel_core.interfaces import ScheduleContext
-from tel_plugins.schedules.warmup import check_warmup, fraction_validator, warming, warmup_length
+from tel_plugins.schedules.warmup import (
+    check_floor,
+    check_warmup,
+    fraction_validator,
+    warming,
+    warmup_length,
+)
 
 
 @attrs.frozen
@@ -53,6 +59,7 @@ def wsd(options: WsdOptions, ctx: ScheduleContext) -> Callable[[int], float]:
     """Warm up, hold the peak, then decay to min_lr over the last decay_fraction of the run."""
     peak, floor = ctx.base_lr, options.min_lr
     warmup = warmup_length(options.warmup_steps, options.warmup_fraction, ctx.max_steps, 0)
+    check_floor(floor, peak, "decay")
     decay = max(1, round(options.decay_fraction * ctx.max_steps))
     start = max(warmup, ctx.max_steps - decay)  # the first step of the decay
     shape = SHAPES[options.decay_shape]

@@ -24,3 +24,10 @@ def test_warms_up_then_falls_in_a_straight_line_to_the_floor():
     steps = [lr_at(s) for s in range(10, 111)]
     diffs = [b - a for a, b in itertools.pairwise(steps)]
     assert all(d == pytest.approx(-0.01) for d in diffs)
+
+
+def test_a_floor_above_the_peak_is_refused():
+    from tel_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"min_lr \(0\.01\) is above the peak .*linear decay"):
+        linear(LinearOptions(min_lr=1e-2), ScheduleContext(1e-3, 10))

@@ -39,3 +39,10 @@ def test_the_shapes_differ_half_way_down():
     assert half["linear"] == pytest.approx(0.5)
     assert half["cosine"] == pytest.approx(0.5)
     assert half["sqrt"] == pytest.approx(1 - 0.5**0.5)
+
+
+def test_a_floor_above_the_peak_is_refused():
+    from tel_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"min_lr \(0\.01\) is above the peak .*decay would"):
+        wsd(WsdOptions(min_lr=1e-2), ScheduleContext(1e-3, 10))
