@@ -86,7 +86,9 @@ def test_two_processes_train_like_one(tmp_path, two_processes):
     # Scored on the validation set one process uses: it depends on neither count.
     single = json.loads((tmp_path / "one" / "manifest.json").read_text())
     assert manifest["validation"] == single["validation"]
-    assert two.stdout.count("tokenizing") == two.stdout.count("val loss") == 1
+    # One process tokenizes and says so (a line, then a summary per split), and logs.
+    assert sum(line.startswith("tiny: tokenizing") for line in two.stdout.splitlines()) == 1
+    assert two.stdout.count("tokenizing train:") == two.stdout.count("val loss") == 1
 
 
 SIGNAL_PLUGIN = """
