@@ -28,6 +28,7 @@ TRAIN_METRICS: dict[str, float | int] = {
     "train/clipped": 1,
     "train/skipped": 0,
     "train/tokens": 2048,
+    "train/epoch": 0.0205,  # training tokens seen / the training split's tokens
     "train/tokens_per_step": 2048,
     "train/tokens_per_s": 18600.0,
     "train/tflops": 0.0021,
