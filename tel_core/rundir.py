@@ -7,6 +7,7 @@ runs/<name>/
     tokenizer.json   what the tokenizer learned (e.g. the char vocabulary)
     checkpoints/     latest.pt, best.pt, step_XXXXXXX.pt (see tel_core.checkpoint)
     samples.txt      text generated at the end
+    probes/          what the probes saw (see tel_core.probe_records)
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ PACKAGES = ("torch", "numpy", "pluggy", "attrs", "cattrs", "rich")
 
 #: What a run writes into its directory: all of it goes when a run is replaced.
 RUN_FILES = ("config.toml", "manifest.json", "metrics.jsonl", "tokenizer.json", "samples.txt")
+#: The folder of the probes' histograms, images and text (tel_core.probe_records).
+PROBES_DIR = "probes"
 
 
 def holds_a_run(run_dir: Path) -> bool:
@@ -56,12 +59,19 @@ def check_run_dir(run_dir: Path, overwrite: bool = False, resume: bool = False) 
 def prepare_run_dir(run_dir: Path, resume_step: int | None = None) -> None:
     """Create the run directory (after ``check_run_dir``'s checks).
 
-    A resumed run drops the metric records after its checkpoint's step: a run killed
-    between checkpoints logged steps that it will now train again.
+    A resumed run drops the metric records (and the probes' records and images) after its
+    checkpoint's step: a run killed between checkpoints logged steps that it will now
+    train again.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume_step is not None:
         truncate_metrics(run_dir / "metrics.jsonl", resume_step)
+        for records in (run_dir / PROBES_DIR).glob("*.jsonl"):
+            truncate_metrics(records, resume_step)
+        for image in (run_dir / PROBES_DIR).glob("**/step_*.png"):
+            step = image.stem.removeprefix("step_")
+            if step.isdigit() and int(step) > resume_step:
+                image.unlink()
 
 
 def clear_run_dir(run_dir: Path) -> None:
@@ -73,6 +83,7 @@ def clear_run_dir(run_dir: Path) -> None:
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run_dir / PROBES_DIR, ignore_errors=True)
 
 
 def truncate_metrics(path: Path, step: int) -> None:
