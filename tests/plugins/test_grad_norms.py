@@ -75,7 +75,7 @@ def test_norms_and_ratios_are_those_of_each_group(registry, tiny):
     params = dict(model.named_parameters())
     moved = torch.cat([(params[n] - before[n]).flatten() for n in ffn]).norm()
     size = torch.cat([before[n].flatten() for n in ffn]).norm()
-    assert ratios["update_ratio/blocks.1.ffn"] == pytest.approx((moved / size).item(), rel=1e-6)
+    assert ratios["update_ratio/blocks.1.ffn"] == pytest.approx((moved / size).item(), rel=1e-5)
     assert set(ratios) == {k.replace("grad_norm/", "update_ratio/") for k in norms}
 
 
