@@ -13,17 +13,23 @@ The data of a step is one *global* batch drawn from one seeded generator, identi
 every process; process r of N takes its own contiguous share of the rows. A single
 process sees exactly the union, so N processes train on the same data as one, and the
 generator state alone is the position in the data (saved in checkpoints).
+
+Validation rows are a fixed set (``validation_rows``): ``eval_batches`` draws of 16 rows
+with a fixed seed, the same for every run of a config whatever its seed, batch size or
+number of processes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from typing import Any
 
 import attrs
 import numpy as np
 import torch
 
-from tel_core.config import TrainConfig
+from tel_core.config import Experiment, TrainConfig
 from tel_core.errors import ConfigError, TelError
 
 #: The target of a padded position: ``F.cross_entropy(..., ignore_index=IGNORE_INDEX)``.
@@ -177,24 +183,81 @@ def make_sampler(
 #: Validation rows are drawn with this seed, not the run's, so that runs with different
 #: seeds are scored on the same text.
 EVAL_SEED = 0
+#: ... and in batches of this many rows, whatever the training batch size and the number
+#: of processes, so that runs with different batch sizes are scored on the same text too.
+#: (16 is the baseline's batch size: its validation set is the one it had when a
+#: validation batch was a training batch.)
+VAL_BATCH_ROWS = 16
 
 
-def eval_batches(
-    mode: str,
+def validation_rows(
+    experiment: Experiment,
     tokens: np.ndarray,
     offsets: np.ndarray,
-    block_size: int,
-    batch_size: int,
-    n_batches: int,
-    micro_size: int,
+    batches: int | None = None,
+    block_size: int | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """A fixed set of validation rows, identical at every evaluation of every run.
+    """The run's validation rows from its config: the fixed set every evaluation scores.
 
-    ``n_batches`` draws of ``batch_size`` rows (whatever the number of processes), cut
-    into pieces of ``micro_size`` rows for the forward passes.
+    ``batches`` (default ``[train] eval_batches``) draws of ``VAL_BATCH_ROWS`` rows from
+    ``tokens`` (the validation split, with its document ``offsets``), cut as ``[data]
+    batching`` and ``block_size`` say, with the generator seeded by ``EVAL_SEED``. The
+    same config gives the same rows on any machine, for any batch size or number of
+    processes; each (inputs, targets) piece is one forward pass. ``tel eval`` may ask for
+    longer rows (``block_size``), to measure length extrapolation.
     """
-    sampler = make_sampler(mode, tokens, offsets, block_size, EVAL_SEED, "val")
+    data = experiment.data
+    n = experiment.train.eval_batches if batches is None else batches
+    block = block_size or data.block_size
+    sampler = make_sampler(data.batching, tokens, offsets, block, EVAL_SEED, "val")
+    return [(b.inputs, b.targets) for b in (sampler.sample(VAL_BATCH_ROWS) for _ in range(n))]
+
+
+def describe_validation(
+    experiment: Experiment, rows: list[tuple[torch.Tensor, torch.Tensor]], n_bytes: int
+) -> dict[str, Any]:
+    """What a validation set was, for the manifest: runs whose ``digest`` differs were
+    scored on different text, and their ``val/*`` numbers do not compare."""
+    digest = hashlib.sha256()
+    for inputs, targets in rows:
+        digest.update(inputs.numpy().tobytes())
+        digest.update(targets.numpy().tobytes())
+    return {
+        "rows": sum(len(x) for x, _ in rows),
+        "batches": len(rows),
+        "seed": EVAL_SEED,
+        "batching": experiment.data.batching,
+        "block_size": experiment.data.block_size,
+        "targets": int(sum(int((y != IGNORE_INDEX).sum()) for _, y in rows)),
+        "bytes": n_bytes,
+        "digest": digest.hexdigest()[:16],
+    }
+
+
+def split_rows(
+    mode: str, tokens: np.ndarray, offsets: np.ndarray, block_size: int, micro_size: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A whole split cut into consecutive windows, so that every target is scored once.
+
+    ``windows``: the token stream in windows of ``block_size`` targets, one after the
+    other; ``pad``: each document on its own, in as many windows as it needs. A last,
+    shorter window is padded (its padded targets are ``IGNORE_INDEX``). In pieces of
+    ``micro_size`` rows, in order: the same rows on every call.
+    """
+    bounds = [(0, len(tokens))] if mode == "windows" else list(itertools.pairwise(offsets))
+    starts = [
+        (s, min(s + block_size + 1, end))
+        for begin, end in bounds
+        for s in range(int(begin), int(end) - 1, block_size)
+    ]
     pieces = []
-    for _ in range(n_batches):
-        pieces += sampler.sample(batch_size).micro_batches(micro_size)
+    for first in range(0, len(starts), micro_size):
+        chunk = starts[first : first + micro_size]
+        inputs = np.full((len(chunk), block_size), PAD_INPUT, dtype=np.int64)
+        targets = np.full_like(inputs, IGNORE_INDEX)
+        for i, (s, e) in enumerate(chunk):
+            row = np.asarray(tokens[s:e], dtype=np.int64)
+            inputs[i, : len(row) - 1] = row[:-1]
+            targets[i, : len(row) - 1] = row[1:]
+        pieces.append((torch.from_numpy(inputs), torch.from_numpy(targets)))
     return pieces

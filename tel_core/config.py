@@ -82,6 +82,8 @@ class TrainConfig:
     )
     max_steps: int = attrs.field(default=500, validator=_positive)
     eval_every: int = attrs.field(default=100, validator=_positive)
+    #: The validation set: this many batches of 16 rows (windows, or padded documents),
+    #: drawn once with a fixed seed, whatever the batch_size and the number of processes.
     eval_batches: int = attrs.field(default=20, validator=_positive)
     grad_clip: float = attrs.field(default=1.0, validator=_non_negative)  # 0 = off
     log_every: int = attrs.field(default=1, validator=_positive)

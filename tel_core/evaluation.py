@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 
 from tel_core.batching import IGNORE_INDEX
+from tel_core.interfaces import Tokenizer
 from tel_core.loss import token_losses
 
 #: The k of ``val/accuracy_top5``.
@@ -27,10 +28,15 @@ def score_sums(
     autocast: Callable[[], AbstractContextManager] = nullcontext,
     rank: int = 0,
     world_size: int = 1,
+    by_position: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sums over this process's share of ``batches`` (every ``world_size``-th piece):
     float64 (loss in nats, real targets, top-1 hits, top-5 hits). Sum them over the
-    processes, then hand them to ``metrics``."""
+    processes, then hand them to ``metrics``.
+
+    ``by_position``, a float64 (2, T) tensor, if given, gathers the loss and the number of
+    real targets at each position of the rows: the loss by position in the context.
+    """
     sums = torch.zeros(4, dtype=torch.float64, device=device)
     for i, (x, y) in enumerate(batches):
         if i % world_size != rank:
@@ -39,13 +45,26 @@ def score_sums(
         with autocast():
             logits = model(x)
         real = y != IGNORE_INDEX
-        sums[0] += token_losses(logits, y).sum()
+        losses = token_losses(logits, y)
+        sums[0] += losses.sum()
         sums[1] += real.sum()
+        if by_position is not None:
+            by_position[0, : y.size(1)] += losses.sum(dim=0).to(by_position)
+            by_position[1, : y.size(1)] += real.sum(dim=0).to(by_position)
         top = logits.topk(min(TOP_K, logits.size(-1)), dim=-1).indices  # (B, T, k)
         hits = (top == y.unsqueeze(-1)) & real.unsqueeze(-1)
         sums[2] += hits[..., 0].sum()
         sums[3] += hits.any(dim=-1).sum()
     return sums
+
+
+def target_bytes(tokenizer: Tokenizer, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> int:
+    """UTF-8 bytes of the text behind the real targets of ``batches`` (for bits per byte)."""
+    return sum(
+        tokenizer.count_bytes(row[row != IGNORE_INDEX].tolist())
+        for _, targets in batches
+        for row in targets
+    )
 
 
 def metrics(sums: torch.Tensor | Sequence[float], n_bytes: int) -> dict[str, float]:

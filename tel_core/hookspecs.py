@@ -82,6 +82,10 @@ def register_attention(register: Register) -> None:
     true (``tel_core.nn.record_attention(model)`` switches that on). A fast path that never
     forms them may take slower maths while recording. Any other attention module makes
     ``record_attention`` raise an error that names it.
+
+    KV cache (optional): ``forward_cached(x, positional, cache)`` computes only the new
+    positions of ``x`` (at ``cache.offset ..``), keeping in ``cache.state`` what later ones
+    need; see ``tel_core.kv_cache``. A module without it is recomputed in generation.
     """
 
 
@@ -92,6 +96,8 @@ def register_positional(register: Register) -> None:
     ``factory(options, ctx: tel_core.interfaces.ModelContext) -> tel_core.nn.Positional``.
     A positional encoding acts in up to three places: ``embed`` (added to token
     embeddings), ``rotate`` (applied to q and k) and ``score_bias`` (added to scores).
+    Each may take ``offset`` (the position of the first one handed in), for generation
+    with a KV cache; without it, tel computes the longer sequence and keeps its end.
     """
 
 

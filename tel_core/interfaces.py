@@ -138,6 +138,11 @@ class Tokenizer(abc.ABC):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027
         """Restore what ``state_dict`` returned."""
 
+    def to_huggingface(self) -> Any:
+        """The same tokenizer as a ``tokenizers.Tokenizer`` (giving the same ids for every
+        text), for ``tel export --format hf``; None (the default) if there is none."""
+        return None
+
 
 class Logger(abc.ABC):
     """Receives metrics and text while a run trains, and what probes hand out."""

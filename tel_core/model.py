@@ -7,6 +7,7 @@ What fills it (attention, positional encoding, norm, feed-forward) is chosen by 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from torch.utils.checkpoint import checkpoint
 from tel_core.config import ModelConfig
 from tel_core.errors import ConfigError
 from tel_core.interfaces import ModelContext, ParameterGroups
+from tel_core.kv_cache import KVCache, LayerCache, attend_cached, embed_at
 from tel_core.nn import Positional, is_residual_projection, mark_attention
 from tel_core.registry import MODEL_KINDS, Registry
 
@@ -103,15 +105,22 @@ class Block(nn.Module):
             self.norm_ffn_out = parts.norm(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)  # on each branch, before the residual add
 
-    def forward(self, x: torch.Tensor, positional: Positional) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, positional: Positional, cache: LayerCache | None = None
+    ) -> torch.Tensor:
+        """x (B, T, C) -> (B, T, C). With a ``cache`` (generation), x holds only the new
+        positions and attention goes through the KV cache (``tel_core.kv_cache``)."""
+        attn = self.attn
+        if cache is not None:
+            attn = functools.partial(attend_cached, self.attn, cache=cache)
         if self.placement == "pre":
-            x = x + self.dropout(self.attn(self.norm_attn(x), positional))
+            x = x + self.dropout(attn(self.norm_attn(x), positional))
             x = x + self.dropout(self.ffn(self.norm_ffn(x)))
         elif self.placement == "sandwich":
-            x = x + self.dropout(self.norm_attn_out(self.attn(self.norm_attn(x), positional)))
+            x = x + self.dropout(self.norm_attn_out(attn(self.norm_attn(x), positional)))
             x = x + self.dropout(self.norm_ffn_out(self.ffn(self.norm_ffn(x))))
         else:
-            x = self.norm_attn(x + self.dropout(self.attn(x, positional)))
+            x = self.norm_attn(x + self.dropout(attn(x, positional)))
             x = self.norm_ffn(x + self.dropout(self.ffn(x)))
         return x
 
@@ -163,6 +172,27 @@ class LanguageModel(nn.Module):
                 x = checkpoint(block, x, self.positional, use_reentrant=False)
             else:
                 x = block(x, self.positional)
+        return self.lm_head(self.final_norm(x))
+
+    def new_cache(self) -> KVCache:
+        """An empty KV cache for ``forward_cached``: one layer cache per block."""
+        return KVCache(len(self.blocks))
+
+    def forward_cached(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """The next tokens of a context whose first ``cache.offset`` tokens the cache holds:
+        idx (B, T) -> logits (B, T, vocab_size), equal to ``forward`` on the whole context
+        (at its last T positions) up to rounding. For generation; training never calls it.
+        """
+        if cache.offset + idx.size(1) > self.block_size:
+            raise ValueError(
+                f"the context would hold {cache.offset + idx.size(1)} tokens, more than "
+                f"block_size {self.block_size}: reset the cache and start a shorter context"
+            )
+        x = embed_at(self.positional, self.token_embedding(idx), cache.offset)
+        x = self.dropout(x)
+        for block, layer in zip(self.blocks, cache.layers, strict=True):
+            x = block(x, self.positional, layer)
+        cache.advance(idx.size(1))
         return self.lm_head(self.final_norm(x))
 
     def num_parameters(self) -> int:

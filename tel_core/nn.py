@@ -24,18 +24,30 @@ class Positional(nn.Module):
 
     Attention variants call ``rotate`` and ``score_bias`` on whatever encoding the
     experiment chose, so any attention combines with any positional encoding.
+
+    ``offset`` serves generation with a KV cache (``tel_core.kv_cache``): the T positions
+    handed in are positions ``offset .. offset + T - 1`` of the sequence, not 0 .. T - 1.
+    Training always passes 0. An encoding whose methods take no ``offset`` still works
+    with the cache, through a slower fallback.
     """
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """x: token embeddings (B, T, C) -> (B, T, C)."""
+    def embed(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """x: token embeddings (B, T, C) at positions offset.. -> (B, T, C)."""
         return x
 
-    def rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """q, k: (B, n_heads, T, head_dim) -> the same shapes."""
+    def rotate(
+        self, q: torch.Tensor, k: torch.Tensor, offset: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """q, k: (B, n_heads, T, head_dim) at positions offset.. -> the same shapes."""
         return q, k
 
-    def score_bias(self, seq_len: int) -> torch.Tensor | None:
-        """None, or a bias broadcastable to the scores (B, n_heads, T, T)."""
+    def score_bias(self, seq_len: int, offset: int = 0) -> torch.Tensor | None:
+        """None, or a bias broadcastable to the scores (B, n_heads, T, T).
+
+        With an offset: the rows of queries at positions ``offset .. offset + seq_len - 1``
+        against keys at ``0 .. offset + seq_len - 1``, broadcastable to
+        (B, n_heads, seq_len, offset + seq_len).
+        """
         return None
 
 

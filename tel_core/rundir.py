@@ -42,12 +42,15 @@ def holds_a_run(run_dir: Path) -> bool:
     return (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints" / "latest.pt").exists()
 
 
-def check_run_dir(run_dir: Path, overwrite: bool = False, resume: bool = False) -> None:
-    """Refuse to mix a new run into an old one, or to resume what is not there."""
+def check_run_dir(run_dir: Path, overwrite: bool = False, resume: bool | Path = False) -> None:
+    """Refuse to mix a new run into an old one, or to resume what is not there.
+
+    ``resume`` is True to continue from ``checkpoints/latest.pt``, or a checkpoint's path.
+    """
     if resume and overwrite:
         raise TelError("--resume continues a run and --overwrite replaces it: pass only one")
     if resume:
-        if not (run_dir / "checkpoints" / "latest.pt").is_file():
+        if resume is True and not (run_dir / "checkpoints" / "latest.pt").is_file():
             raise TelError(f"{run_dir}: nothing to resume (no checkpoints/latest.pt)")
     elif holds_a_run(run_dir) and not overwrite:
         raise TelError(

@@ -32,7 +32,13 @@ import attrs
 import torch
 
 from tel_core import ui
-from tel_core.batching import IGNORE_INDEX, Batch, eval_batches, make_sampler, plan_batches
+from tel_core.batching import (
+    Batch,
+    describe_validation,
+    make_sampler,
+    plan_batches,
+    validation_rows,
+)
 from tel_core.checkpoint import (
     check_resumable,
     load_checkpoint,
@@ -47,7 +53,7 @@ from tel_core.device import compile_model, peak_memory_mb, resolve_device
 from tel_core.distributed import Distributed, from_environment, process_group
 from tel_core.errors import ConfigError, TelError
 from tel_core.evaluation import metrics as val_metrics
-from tel_core.evaluation import score_sums
+from tel_core.evaluation import score_sums, target_bytes
 from tel_core.generate import generate
 from tel_core.interfaces import DataContext, LoggerContext, ScheduleContext
 from tel_core.loss import step_loss
@@ -180,23 +186,11 @@ class Trainer:
         self.sampler = make_sampler(
             mode, splits.train, splits.train_offsets, block, cfg.seed, "train"
         )
-        self.val_batches = eval_batches(
-            mode,
-            splits.val,
-            splits.val_offsets,
-            block,
-            self.plan.batch_size,
-            cfg.train.eval_batches,
-            self.plan.micro_size,
-        )
+        self.val_batches = validation_rows(cfg, splits.val, splits.val_offsets)
         # Encoded now, so that a prompt the tokenizer refuses fails before training, not after.
         self.prompt_ids = list(self.tokenizer.encode(cfg.sample.prompt)) or [0]
         # Bits per byte needs the bytes behind the (real) validation targets: count them once.
-        self.val_bytes = sum(
-            self.tokenizer.count_bytes(row[row != IGNORE_INDEX].tolist())
-            for _, targets in self.val_batches
-            for row in targets
-        )
+        self.val_bytes = target_bytes(self.tokenizer, self.val_batches)
 
     def _build_model(self) -> None:
         cfg, train = self.exp, self.exp.train
@@ -291,6 +285,7 @@ class Trainer:
                 tokens={"train": len(self.splits.train), "val": len(self.splits.val)},
                 token_cache=str(self.splits.cache_dir) if self.splits.cache_dir else None,
                 resumed_from_step=resumed_from,
+                validation=describe_validation(cfg, self.val_batches, self.val_bytes),
             ),
         )
         padded = " at most (padding excluded)" if cfg.data.batching == "pad" else ""
@@ -418,6 +413,8 @@ class Trainer:
         """A non-finite loss or gradient: stop (keeping the last checkpoint) or skip."""
         what = f"the loss became {result.loss} (gradient norm {result.grad_norm}) at step {step}"
         if self.exp.train.nonfinite == "stop":
+            if self.metrics is not None:  # so that the run directory says how it ended
+                self.metrics.write(step, {"train/loss": result.loss, "train/diverged": 1})
             raise TelError(
                 f"{what}; lower optimizer.lr, set train.grad_clip, or set "
                 f'train.nonfinite = "skip"; {self.kept()}'
@@ -558,9 +555,12 @@ class Trainer:
             self.metrics.close()
 
 
-def resume_checkpoint(run_dir: Path, experiment: Experiment) -> dict[str, Any]:
-    """The checkpoint ``--resume`` continues from, once it is known to fit ``experiment``."""
-    state = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+def resume_checkpoint(
+    run_dir: Path, experiment: Experiment, path: Path | None = None
+) -> dict[str, Any]:
+    """The checkpoint ``--resume`` continues from (``path``, default the run directory's
+    ``checkpoints/latest.pt``), once it is known to fit ``experiment``."""
+    state = load_checkpoint(path or run_dir / "checkpoints" / "latest.pt")
     check_resumable(state, to_dict(experiment), run_dir)
     if state["step"] >= experiment.train.max_steps:
         raise TelError(
@@ -575,17 +575,19 @@ def run(
     run_dir: Path | None = None,
     registry: Registry | None = None,
     overwrite: bool = False,
-    resume: bool = False,
+    resume: bool | str | Path = False,
 ) -> RunResult:
     """Train ``experiment``, writing its run directory (default ``runs/<name>``).
 
-    ``resume`` continues from the run directory's ``checkpoints/latest.pt``. Under
+    ``resume`` continues from the run directory's ``checkpoints/latest.pt`` (True) or from
+    the checkpoint file it names (``runs/x/checkpoints/step_0000500.pt``). Under
     torchrun, every process calls this; they train together (data parallel).
     """
     run_dir = Path(run_dir or Path("runs") / experiment.name)
     world = from_environment()
-    check_run_dir(run_dir, overwrite, resume)  # in every process, so all refuse alike
-    checkpoint = resume_checkpoint(run_dir, experiment) if resume else None
+    resume_from = None if isinstance(resume, bool) else Path(resume)
+    check_run_dir(run_dir, overwrite, resume_from or resume)  # every process refuses alike
+    checkpoint = resume_checkpoint(run_dir, experiment, resume_from) if resume else None
     device = resolve_device(experiment.train.device, world.local_rank)
     trainer = None
     with process_group(world, device):

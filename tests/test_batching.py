@@ -7,13 +7,17 @@ import pytest
 import torch
 
 from tel_core.batching import (
+    EVAL_SEED,
     IGNORE_INDEX,
+    VAL_BATCH_ROWS,
     PadSampler,
     WindowSampler,
-    eval_batches,
+    describe_validation,
     plan_batches,
+    validation_rows,
 )
 from tel_core.config import TrainConfig
+from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import ConfigError, TelError
 
 # Five documents of 3, 9, 1, 6 and 20 tokens (the one of 1 token has no target).
@@ -78,13 +82,43 @@ def test_the_sampler_state_restores_the_stream():
     assert torch.equal(again.sample(4).targets, expected.targets)
 
 
-def test_eval_rows_do_not_depend_on_the_micro_batch_size():
-    def rows(micro):
-        pieces = eval_batches("pad", TOKENS, OFFSETS, 8, 8, 3, micro)
-        assert all(len(x) == micro for x, _ in pieces)
+def _experiment(**train):
+    data = {
+        "name": "v",
+        "data": {"dataset": {"name": "text", "paths": []}, "batching": "pad", "block_size": 8},
+        "model": {"d_model": 32, "n_layers": 1, "n_heads": 4},
+        "train": {"eval_batches": 3, **train},
+    }
+    return experiment_from_dict(data)
+
+
+def test_validation_rows_do_not_depend_on_the_batch_size_or_the_micro_batch_size():
+    def rows(**train):
+        pieces = validation_rows(_experiment(**train), TOKENS, OFFSETS)
+        assert [len(x) for x, _ in pieces] == [VAL_BATCH_ROWS] * 3
         return torch.cat([y for _, y in pieces])
 
-    assert torch.equal(rows(8), rows(2))
+    reference = rows(batch_size=16)
+    assert torch.equal(rows(batch_size=64, micro_batch_size=8), reference)
+    assert torch.equal(rows(batch_size=2, micro_batch_size=1), reference)
+    # ... and they are what eval_batches draws of 16 rows gave before: the baseline's
+    # (batch_size 16) validation set, and so its numbers, are unchanged.
+    sampler = PadSampler(TOKENS, OFFSETS, 8, seed=EVAL_SEED, split="val")
+    before = torch.cat([sampler.sample(16).targets for _ in range(3)])
+    assert torch.equal(reference, before)
+    assert len(validation_rows(_experiment(), TOKENS, OFFSETS, batches=5)) == 5
+
+
+def test_the_description_of_a_validation_set_tells_sets_apart():
+    experiment = _experiment()
+    rows = validation_rows(experiment, TOKENS, OFFSETS)
+    described = describe_validation(experiment, rows, n_bytes=123)
+    assert described["rows"] == 3 * VAL_BATCH_ROWS and described["bytes"] == 123
+    assert described["targets"] == sum(int((y != IGNORE_INDEX).sum()) for _, y in rows)
+    again = describe_validation(experiment, validation_rows(experiment, TOKENS, OFFSETS), 123)
+    assert again == described
+    other = validation_rows(experiment, TOKENS[::-1].copy(), OFFSETS)
+    assert describe_validation(experiment, other, 123)["digest"] != described["digest"]
 
 
 def test_the_batch_plan():

@@ -70,7 +70,17 @@ def test_python_dash_m_is_tel(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["plugins", "--help"], ["plugins", "show", "--help"], ["run", "--help"]]
+    "args",
+    [
+        ["--help"],
+        ["plugins", "--help"],
+        ["plugins", "show", "--help"],
+        ["run", "--help"],
+        ["sweep", "--help"],
+        ["compare", "--help"],
+        ["plot", "--help"],
+        ["report", "--help"],
+    ],
 )
 def test_help_does_not_import_torch(args):
     code = (
@@ -81,6 +91,8 @@ def test_help_does_not_import_torch(args):
         "except SystemExit:\n"
         "    pass\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "for heavy in ('matplotlib', 'plotly', 'submitit', 'scipy'):\n"
+        "    assert heavy not in sys.modules, heavy + ' was imported'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

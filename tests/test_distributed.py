@@ -75,4 +75,7 @@ def test_two_processes_train_like_one(tmp_path, padded_file):
     assert [r["step"] for r in records(tmp_path / "two") if "act/rms/layer0" in r] == [5, 10]
     manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
     assert manifest["processes"] == 2 and manifest["accumulation_steps"] == 2
+    # Scored on the validation set one process uses: it depends on neither count.
+    single = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    assert manifest["validation"] == single["validation"]
     assert two.stdout.count("tokenizing") == two.stdout.count("val loss") == 1

@@ -29,6 +29,17 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert torch_line < tel_line
 
 
+def test_ci_installs_chromium_and_never_skips_the_browser_test():
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    _, test = readme_commands()
+    install = next(i for i, line in enumerate(ci) if "apt-get install" in line)
+    assert "chromium chromium-driver" in ci[install] and "-qq" in ci[install]
+    assert ci.index("export TEL_REQUIRE_BROWSER=1") < ci.index(test)
+    # Idempotent: apt runs only where Chromium is missing.
+    guard = next(i for i, line in enumerate(ci) if line.startswith("if ! command -v chromium"))
+    assert guard < install
+
+
 def test_readme_plugin_table_lists_every_builtin(registry):
     readme = (ROOT / "README.md").read_text()
     table = readme[readme.index("| kind | components |") :]

@@ -12,7 +12,8 @@ from tel_core.train import run
 
 from .conftest import EXPERIMENTS
 
-FILES = sorted(EXPERIMENTS.rglob("*.toml"))
+SWEEPS = sorted((EXPERIMENTS / "sweeps").glob("*.toml"))  # sweep files, not experiments
+FILES = sorted(set(EXPERIMENTS.rglob("*.toml")) - set(SWEEPS))
 #: Each family, and the keys its members may change relative to the baseline.
 FAMILIES: dict[str, tuple[str, ...]] = {
     "positional": ("model.positional",),
@@ -67,7 +68,7 @@ def test_every_experiment_file_trains(path, tmp_path, registry, corpus):
 def test_every_family_is_shipped_with_at_least_two_members():
     for family in FAMILIES:
         assert len(list((EXPERIMENTS / family).glob("*.toml"))) >= 2, family
-    folders = {p.name for p in EXPERIMENTS.iterdir() if p.is_dir()}
+    folders = {p.name for p in EXPERIMENTS.iterdir() if p.is_dir()} - {"sweeps"}
     assert folders == set(FAMILIES), "a family folder without its entry in FAMILIES"
 
 
@@ -103,3 +104,22 @@ def test_the_experiments_readme_covers_every_family():
     readme = (EXPERIMENTS / "README.md").read_text()
     for family in FAMILIES:
         assert f"`{family}/`" in readme, family
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
+def test_every_shipped_sweep_plans_three_seeds_of_valid_members(path, registry, tmp_path):
+    from tel_core.sweep import load_plan
+
+    plan = load_plan(path, runs_root=tmp_path, registry=registry)
+    assert plan.seeds == (1337, 1, 2) and len(plan.members) >= 3
+    assert len(plan.runs) == 3 * len(plan.members)
+    # Sized for two CPU cores: tokens trained, all runs together, at most the baseline's
+    # 1500 steps x 16 sequences nine times over (about 25 minutes).
+    tokens = sum(
+        r.max_steps * int(dict(_sets(r.overrides)).get("train.batch_size", 16)) for r in plan.runs
+    )
+    assert tokens <= 9 * 1500 * 16
+
+
+def _sets(overrides):
+    return [item.split("=", 1) for item in overrides]

@@ -11,6 +11,7 @@ import pytest
 
 import tel_core.train
 from tel_core import hookimpl
+from tel_core.analysis.runs import load_run
 from tel_core.checkpoint import load_checkpoint
 from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import ConfigError, TelError
@@ -145,6 +146,9 @@ def test_a_nonfinite_loss_stops_the_run_and_keeps_the_good_checkpoint(
     assert "the loss became nan" in str(error.value) and "at step 5" in str(error.value)
     assert "last good checkpoint (step 4) is kept" in str(error.value)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 4
+    # The run directory says how it ended, for tel compare and tel sweep.
+    assert records(tmp_path / "run")[-1] == {"step": 5, "train/loss": None, "train/diverged": 1}
+    assert load_run(tmp_path / "run").status == "diverged"
 
 
 def test_a_nonfinite_loss_can_skip_the_update(tmp_path, registry, tiny, monkeypatch):

@@ -351,3 +351,38 @@ def test_a_module_is_required():
         ConformanceError, match=r"a value of type int; expected a torch\.nn\.Module"
     ):
         check_ffn(component("ffn", lambda options, ctx: 3))
+
+
+# -- the KV cache protocol -------------------------------------------------------------
+
+
+class CachedAttention(Attention):
+    """Attention with the simplest KV cache: it keeps its inputs."""
+
+    def forward_cached(self, x, positional, cache):
+        inputs = x if cache.state is None else torch.cat((cache.state, x), dim=1)
+        cache.state = inputs
+        return self.forward(inputs, positional)[:, -x.size(1) :]
+
+
+class ForgetfulAttention(Attention):
+    def forward_cached(self, x, positional, cache):
+        return self.forward(x, positional)  # as if each piece began the sequence
+
+
+def test_an_attention_with_a_cache_is_held_to_its_forward(registry):
+    check_attention(component("attention", CachedAttention), registry=registry)
+    with pytest.raises(ConformanceError, match="the KV cache gives forward's outputs: feeding"):
+        check_attention(component("attention", ForgetfulAttention), registry=registry)
+
+
+class ShiftedOffsets(ALiBiAndTable):
+    """Takes offsets, and gets them wrong: counts from offset - 1."""
+
+    def embed(self, x, offset=0):
+        return x + self.table[offset - 1 : offset - 1 + x.size(1)] if offset else super().embed(x)
+
+
+def test_a_positional_that_takes_offsets_is_held_to_its_whole_sequence(registry):
+    with pytest.raises(ConformanceError, match=r"offsets \(generation with a KV cache\): embed at"):
+        check_positional(component("positional", ShiftedOffsets), registry=registry)

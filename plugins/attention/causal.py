@@ -12,26 +12,16 @@ import torch
 import torch.nn.functional as F
 
 from tel_core import hookimpl
-from tel_core.interfaces import ModelContext
 from tel_plugins.attention.eager import attention_probabilities
-from tel_plugins.attention.multihead import (
-    MultiHeadAttention,
-    SoftmaxOptions,
-    allowed,
-    check_heads,
-)
+from tel_plugins.attention.multihead import SoftmaxHeads, SoftmaxOptions, allowed, check_heads
 
 CausalOptions = SoftmaxOptions  # n_kv_heads, qk_norm, window
 
 
-class CausalSelfAttention(MultiHeadAttention):
+class CausalSelfAttention(SoftmaxHeads):
     """Multi-head causal self-attention (the fast path: scaled_dot_product_attention)."""
 
     can_record = True  # by switching to the eager maths while recording
-
-    def __init__(self, options: CausalOptions, ctx: ModelContext) -> None:
-        super().__init__(options, ctx)
-        self.window = options.window
 
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None

@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from tel_core import hookimpl
-from tel_core.interfaces import ModelContext
-from tel_plugins.attention.multihead import MultiHeadAttention, SoftmaxOptions, allowed, check_heads
+from tel_plugins.attention.multihead import SoftmaxHeads, SoftmaxOptions, allowed, check_heads
 
 EagerOptions = SoftmaxOptions  # n_kv_heads, qk_norm, window: the same options as causal
 
@@ -32,14 +31,10 @@ def attention_probabilities(
     return F.softmax(scores.float(), dim=-1).to(q.dtype)
 
 
-class EagerAttention(MultiHeadAttention):
+class EagerAttention(SoftmaxHeads):
     """Multi-head causal attention in plain tensor operations; can record probabilities."""
 
     can_record = True
-
-    def __init__(self, options: EagerOptions, ctx: ModelContext) -> None:
-        super().__init__(options, ctx)
-        self.window = options.window
 
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None

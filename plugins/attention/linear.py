@@ -14,6 +14,9 @@ No score matrix means no score bias: a positional encoding that biases scores (A
 is refused with a clear error. There is no attention dropout either. While recording,
 the normalised weights φ(q_i)·φ(k_j) / Σ_l φ(q_i)·φ(k_l) are handed out: they play the
 part of softmax probabilities (each row sums to one), at the cost of forming them.
+
+Generation keeps S and z (per kv head) as its KV cache (``tel_core.kv_cache``): each new
+token then costs the same, however long the context already is.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import torch.nn.functional as F
 from tel_core import hookimpl
 from tel_core.errors import ConfigError
 from tel_core.interfaces import ModelContext
+from tel_core.kv_cache import LayerCache, score_bias_at
+from tel_core.nn import Positional
 from tel_plugins.attention.multihead import HeadOptions, MultiHeadAttention, allowed, check_heads
 
 
@@ -44,20 +49,47 @@ def linear_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk_size: int, eps: float = 1e-6
 ) -> torch.Tensor:
     """Causal linear attention. q, k: features φ(q), φ(k); q, k, v (B, nh, T, hs)."""
-    B, nh, T, hs = q.shape
+    B, nh, _, hs = q.shape
     S = q.new_zeros(B, nh, hs, v.size(-1))  # Σ φ(k_j) v_jᵀ over the chunks done so far
     z = q.new_zeros(B, nh, hs, 1)  # Σ φ(k_j)
+    return running_linear_attention(q, k, v, S, z, chunk_size, eps)[0]
+
+
+def running_linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    S: torch.Tensor,
+    z: torch.Tensor,
+    chunk_size: int,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Continue running sums S (..., hs, hs) and z (..., hs, 1) over the positions of
+    φ(q), φ(k), v (..., T, hs); returns the output (..., T, hs) and the new S and z.
+
+    Leading dimensions broadcast: queries grouped as (B, nkv, group, T, hs) share the
+    sums of their kv head, (B, nkv, 1, ...), as GQA's cache wants.
+    """
+    T = q.size(-2)
     out = []
     for start in range(0, T, chunk_size):
-        qc, kc, vc = (t[:, :, start : start + chunk_size] for t in (q, k, v))  # (B, nh, L, hs)
-        L = qc.size(2)
+        qc, kc, vc = (t[..., start : start + chunk_size, :] for t in (q, k, v))  # (.., L, hs)
+        L = qc.size(-2)
         weights = (qc @ kc.transpose(-2, -1)).masked_fill(~allowed(L, None, q.device), 0.0)
-        numerator = qc @ S + weights @ vc  # earlier chunks + this chunk, (B, nh, L, hs)
-        denominator = qc @ z + weights.sum(dim=-1, keepdim=True)  # (B, nh, L, 1)
+        numerator = qc @ S + weights @ vc  # earlier chunks + this chunk, (..., L, hs)
+        denominator = qc @ z + weights.sum(dim=-1, keepdim=True)  # (..., L, 1)
         out.append(numerator / (denominator + eps))
         S = S + kc.transpose(-2, -1) @ vc
-        z = z + kc.sum(dim=2).unsqueeze(-1)
-    return torch.cat(out, dim=2)
+        z = z + kc.sum(dim=-2).unsqueeze(-1)
+    return torch.cat(out, dim=-2), S, z
+
+
+def refuse_score_bias() -> None:
+    raise ConfigError(
+        "attention 'linear' never forms attention scores, so it cannot add the "
+        "positional encoding's score bias (such as ALiBi); choose one that embeds "
+        "or rotates"
+    )
 
 
 class LinearAttention(MultiHeadAttention):
@@ -73,11 +105,7 @@ class LinearAttention(MultiHeadAttention):
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
         if bias is not None:
-            raise ConfigError(
-                "attention 'linear' never forms attention scores, so it cannot add the "
-                "positional encoding's score bias (such as ALiBi); choose one that embeds "
-                "or rotates"
-            )
+            refuse_score_bias()
         # Running sums over a whole sequence: keep them in float32 under bf16 autocast.
         dtype = q.dtype
         q, k, v = feature_map(q.float()), feature_map(k.float()), v.float()
@@ -87,6 +115,26 @@ class LinearAttention(MultiHeadAttention):
             )
             self.record((weights / weights.sum(dim=-1, keepdim=True)).to(dtype))
         return linear_attention(q, k, v, self.chunk_size).to(dtype)
+
+    def forward_cached(
+        self, x: torch.Tensor, positional: Positional, cache: LayerCache
+    ) -> torch.Tensor:
+        """The KV cache protocol: cache.state holds the running sums (S, z) per kv head."""
+        B, T, C = x.shape
+        if score_bias_at(positional, T, cache.offset) is not None:
+            refuse_score_bias()
+        q, k, v = self.new_heads(x, positional, cache.offset)  # k, v: (B, nkv, T, hs)
+        nkv, hs = self.n_kv_heads, self.head_dim
+        q = feature_map(q.float()).reshape(B, nkv, self.group, T, hs)  # grouped by kv head
+        k, v = feature_map(k.float()).unsqueeze(2), v.float().unsqueeze(2)  # (B, nkv, 1, T, hs)
+        if cache.state is None:
+            S, z = q.new_zeros(B, nkv, 1, hs, hs), q.new_zeros(B, nkv, 1, hs, 1)
+        else:
+            S, z = cache.state
+        y, S, z = running_linear_attention(q, k, v, S, z, self.chunk_size)
+        cache.state = (S, z)
+        y = y.to(x.dtype).view(B, self.n_heads, T, hs)
+        return self.out(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
 @hookimpl

@@ -33,13 +33,7 @@ from typing import Any
 import torch
 
 from tel_core import hookimpl
-from tel_core.interfaces import ModelContext
-from tel_plugins.attention.multihead import (
-    MultiHeadAttention,
-    SoftmaxOptions,
-    allowed,
-    check_heads,
-)
+from tel_plugins.attention.multihead import SoftmaxHeads, SoftmaxOptions, allowed, check_heads
 
 ManualOptions = SoftmaxOptions  # n_kv_heads, qk_norm, window
 
@@ -96,14 +90,10 @@ class SoftmaxAttention(torch.autograd.Function):
         return dq, dk, dv, dbias, None, None
 
 
-class ManualAttention(MultiHeadAttention):
+class ManualAttention(SoftmaxHeads):
     """Causal softmax attention whose gradients come from a hand-written backward pass."""
 
     can_record = True
-
-    def __init__(self, options: ManualOptions, ctx: ModelContext) -> None:
-        super().__init__(options, ctx)
-        self.window = options.window
 
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None

@@ -4,15 +4,23 @@ the causal (optionally sliding-window) mask, and the output projection.
 ``causal``, ``eager`` and ``manual`` differ only in ``attend``: how probabilities and the
 weighted sum are computed from q, k and v. ``linear`` reuses the projections. This module
 registers nothing itself.
+
+Generation goes through ``forward_cached`` (the KV cache protocol of ``tel_core.kv_cache``):
+the keys and values of earlier positions are kept, after rotation and before the kv heads
+are repeated for GQA, and with a sliding window only the last ``window - 1`` of them. The
+three softmax variants compute the same function, so they share one cached path (SDPA
+with an explicit mask); training never takes it.
 """
 
 from __future__ import annotations
 
 import attrs
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tel_core.interfaces import ModelContext
+from tel_core.kv_cache import LayerCache, rotate_at, score_bias_at
 from tel_core.nn import Attention, Positional, mark_residual_projection
 
 _optional_positive = attrs.validators.optional(attrs.validators.ge(1))
@@ -52,6 +60,19 @@ def allowed(T: int, window: int | None, device: torch.device) -> torch.Tensor:
     return mask
 
 
+def allowed_between(
+    queries: int, keys: int, offset: int, window: int | None, device: torch.device
+) -> torch.Tensor:
+    """(queries, keys) bool for cached attention: the queries are the last ``queries`` of
+    ``offset + queries`` positions, the keys the last ``keys`` of them."""
+    i = torch.arange(offset, offset + queries, device=device).unsqueeze(1)
+    j = torch.arange(offset + queries - keys, offset + queries, device=device).unsqueeze(0)
+    mask = j <= i
+    if window is not None:
+        mask &= i - j < window
+    return mask
+
+
 class MultiHeadAttention(Attention):
     """Projections to heads and back; subclasses implement ``attend``."""
 
@@ -69,24 +90,45 @@ class MultiHeadAttention(Attention):
         self.q_norm = ctx.make_norm(self.head_dim) if options.qk_norm else nn.Identity()
         self.k_norm = ctx.make_norm(self.head_dim) if options.qk_norm else nn.Identity()
 
-    def heads(
-        self, x: torch.Tensor, positional: Positional
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, T, C) -> q, k, v, each (B, nh, T, hs), normed and rotated."""
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, T, C) -> q (B, nh, T, hs) and k, v (B, nkv, T, hs), normed, not rotated."""
         B, T, C = x.shape
         kv = self.n_kv_heads * self.head_dim
         q, k, v = self.qkv(x).split((C, kv, kv), dim=2)
         q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
         v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = self.q_norm(q), self.k_norm(k)
-        if self.n_kv_heads != self.n_heads:
-            # Each kv head serves n_heads / n_kv_heads consecutive query heads. Repeating
-            # them costs nothing in parameters; GQA's saving is the KV cache at inference.
-            group = self.n_heads // self.n_kv_heads
-            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        return self.q_norm(q), self.k_norm(k), v
+
+    @property
+    def group(self) -> int:
+        """Query heads per kv head (1 without GQA)."""
+        return self.n_heads // self.n_kv_heads
+
+    def repeat_kv(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, nkv, T, hs) -> (B, nh, T, hs): each kv head for its group of query heads."""
+        # Repeating costs nothing in parameters; GQA's saving is the KV cache at inference.
+        return t if self.group == 1 else t.repeat_interleave(self.group, dim=1)
+
+    def heads(
+        self, x: torch.Tensor, positional: Positional
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, T, C) -> q, k, v, each (B, nh, T, hs), normed and rotated."""
+        q, k, v = self.project(x)
+        # Each kv head serves n_heads / n_kv_heads consecutive query heads.
+        k, v = self.repeat_kv(k), self.repeat_kv(v)
         q, k = positional.rotate(q, k)
         return q, k, v
+
+    def new_heads(
+        self, x: torch.Tensor, positional: Positional, offset: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``heads`` for positions offset.., except that k and v keep their nkv heads."""
+        q, k, v = self.project(x)
+        # rotate sees (B, nh, T, hs) for both, as in training; every head of a group gets
+        # the same rotation, so one per kv head is kept.
+        q, k = rotate_at(positional, q, self.repeat_kv(k), offset)
+        return q, k[:, :: self.group], v
 
     def forward(self, x: torch.Tensor, positional: Positional) -> torch.Tensor:
         B, T, C = x.shape
@@ -100,3 +142,37 @@ class MultiHeadAttention(Attention):
     ) -> torch.Tensor:
         """q, k, v (B, nh, T, hs) and a score bias or None -> (B, nh, T, hs)."""
         raise NotImplementedError
+
+
+class SoftmaxHeads(MultiHeadAttention):
+    """The softmax variants: a sliding window, and the KV cache."""
+
+    def __init__(self, options: SoftmaxOptions, ctx: ModelContext) -> None:
+        super().__init__(options, ctx)
+        self.window = options.window
+
+    def forward_cached(
+        self, x: torch.Tensor, positional: Positional, cache: LayerCache
+    ) -> torch.Tensor:
+        """The KV cache protocol: x holds the new positions; cache.state the kept (k, v)."""
+        B, T, C = x.shape
+        offset = cache.offset
+        q, k, v = self.new_heads(x, positional, offset)  # k, v: (B, nkv, T, hs)
+        if cache.state is not None:
+            k = torch.cat((cache.state[0], k), dim=2)
+            v = torch.cat((cache.state[1], v), dim=2)
+        L = k.size(2)  # kept earlier positions + the new ones
+        # A later query sees at most window - 1 positions before it: keep no more.
+        kept = L if self.window is None else min(L, self.window - 1)
+        cache.state = (k[:, :, L - kept :], v[:, :, L - kept :])
+        mask = None
+        if T > 1 or self.window is not None:  # one new query without a window sees all
+            mask = allowed_between(T, L, offset, self.window, x.device)
+        bias = score_bias_at(positional, T, offset)
+        if bias is not None:
+            bias = bias[..., -L:].to(q.dtype)  # the columns of the keys still kept
+            mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
+        y = F.scaled_dot_product_attention(
+            q, self.repeat_kv(k), self.repeat_kv(v), attn_mask=mask
+        )  # (B, nh, T, hs)
+        return self.out(y.transpose(1, 2).contiguous().view(B, T, C))

@@ -43,11 +43,13 @@ class ALiBi(Positional):
         slopes = alibi_slopes(ctx.n_heads).view(-1, 1, 1)  # (nh, 1, 1)
         self.register_buffer("slopes", slopes, persistent=False)  # derived, not learned
 
-    def score_bias(self, seq_len: int) -> torch.Tensor:
+    def score_bias(self, seq_len: int, offset: int = 0) -> torch.Tensor:
         # Built per call rather than cached: (nh, block, block) floats add up at long blocks.
-        position = torch.arange(seq_len, device=self.slopes.device)
-        distance = (position.unsqueeze(1) - position.unsqueeze(0)).clamp(min=0)  # (T, T)
-        return -self.slopes * distance  # (nh, T, T), broadcasts over the batch
+        device = self.slopes.device
+        queries = torch.arange(offset, offset + seq_len, device=device)
+        keys = torch.arange(offset + seq_len, device=device)
+        distance = (queries.unsqueeze(1) - keys.unsqueeze(0)).clamp(min=0)  # (T, offset + T)
+        return -self.slopes * distance  # (nh, T, offset + T), broadcasts over the batch
 
 
 @hookimpl

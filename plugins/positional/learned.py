@@ -23,8 +23,8 @@ class LearnedPositions(Positional):
         super().__init__()
         self.table = nn.Embedding(ctx.block_size, ctx.d_model)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(x.size(1), device=x.device)
+    def embed(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        positions = torch.arange(offset, offset + x.size(1), device=x.device)
         return x + self.table(positions)  # (B, T, C) + (T, C)
 
 

@@ -45,19 +45,25 @@ class RoPE(Positional):
         super().__init__()
         self.rotary_dim = rotary_dims(options, ctx)
         half = self.rotary_dim // 2
-        inv_freq = options.theta ** (-torch.arange(half, dtype=torch.float32) / half)
+        # theta^(-i/half), computed as transformers' Llama does it (to the last bit, so
+        # that an export to LlamaForCausalLM gives the very same logits).
+        exponents = torch.arange(0, 2 * half, 2, dtype=torch.int64).float() / (2 * half)
+        inv_freq = 1.0 / (options.theta**exponents)
         angles = torch.outer(torch.arange(ctx.block_size, dtype=torch.float32), inv_freq)
         self.register_buffer("cos", angles.cos(), persistent=False)  # (block_size, half)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._rotate(q), self._rotate(k)
+    def rotate(
+        self, q: torch.Tensor, k: torch.Tensor, offset: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._rotate(q, offset), self._rotate(k, offset)
 
-    def _rotate(self, x: torch.Tensor) -> torch.Tensor:
+    def _rotate(self, x: torch.Tensor, offset: int) -> torch.Tensor:
         T = x.size(-2)
         rot, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim :]
         x1, x2 = rot.chunk(2, dim=-1)  # (B, nh, T, half) each
-        cos, sin = self.cos[:T].to(x.dtype), self.sin[:T].to(x.dtype)
+        angles = slice(offset, offset + T)
+        cos, sin = self.cos[angles].to(x.dtype), self.sin[angles].to(x.dtype)
         rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
         return torch.cat((rotated, rest), dim=-1)
 

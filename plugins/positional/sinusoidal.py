@@ -42,8 +42,9 @@ class SinusoidalPositions(Positional):
         table[:, 1::2] = torch.cos(position * inv_freq[: d // 2])
         self.register_buffer("table", table, persistent=False)  # derived, not learned
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.embedding_scale + self.table[: x.size(1)].to(x.dtype)
+    def embed(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        table = self.table[offset : offset + x.size(1)]
+        return x * self.embedding_scale + table.to(x.dtype)
 
 
 @hookimpl

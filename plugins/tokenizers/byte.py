@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import numpy as np
@@ -35,6 +36,25 @@ class ByteTokenizer(Tokenizer):
     def decode(self, ids: Sequence[int]) -> str:
         # A sample may stop in the middle of a multi-byte character: show it, don't fail.
         return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+    def to_huggingface(self) -> Any:
+        """GPT-2's byte-level scheme with no merges: id b is byte b."""
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+        vocab = {char: byte for byte, char in byte_to_unicode().items()}
+        tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        return tokenizer
+
+
+def byte_to_unicode() -> dict[int, str]:
+    """GPT-2's printable stand-in for every byte (what byte-level tokenizers store)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    extra = (b for b in range(256) if b not in printable)
+    table = {b: chr(b) for b in printable}
+    table.update({b: chr(256 + n) for n, b in enumerate(extra)})
+    return table
 
 
 @hookimpl

@@ -71,6 +71,19 @@ class CharTokenizer(Tokenizer):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._set_chars(state["chars"])
 
+    def to_huggingface(self) -> Any:
+        """One token per character, unseen ones to the unknown id; no merges."""
+        from tokenizers import Tokenizer, decoders, models
+
+        vocab = {char: i for i, char in enumerate(self._chars)}
+        unknown = None
+        if self.options.unknown == "token":
+            unknown = UNKNOWN if UNKNOWN not in vocab else "<unk>"
+            vocab[unknown] = len(self._chars)
+        tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=unknown))
+        tokenizer.decoder = decoders.Fuse()  # characters joined as they are, no spaces
+        return tokenizer
+
 
 @hookimpl
 def register_tokenizers(register):

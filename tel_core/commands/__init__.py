@@ -9,10 +9,23 @@ answers at once. A new command is a new module here and its name in ``COMMANDS``
 
 from __future__ import annotations
 
+import argparse
 import os
+from pathlib import Path
 
 # In the order `tel --help` lists them.
-COMMANDS = ("run", "plugins")
+COMMANDS = (
+    "run",
+    "eval",
+    "generate",
+    "chat",
+    "export",
+    "sweep",
+    "compare",
+    "plot",
+    "report",
+    "plugins",
+)
 
 
 def rank() -> int:
@@ -21,3 +34,17 @@ def rank() -> int:
         return int(os.environ.get("RANK", "0"))
     except ValueError:
         return 0
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """RUN_DIR, --checkpoint and --device: what every command using a trained model takes."""
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory (runs/x)")
+    parser.add_argument(
+        "--checkpoint",
+        metavar="CKPT",
+        help="best, latest, step:N or the path of a checkpoint file "
+        "(default: best, or latest if the run was never evaluated)",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto, CUDA if present)"
+    )

@@ -32,9 +32,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--resume",
-        action="store_true",
-        help="continue the run in the run directory from its checkpoints/latest.pt "
-        "(the [model] and [data] sections must be unchanged)",
+        nargs="?",
+        const=True,
+        default=False,
+        type=Path,
+        metavar="CHECKPOINT",
+        help="continue the run in the run directory from its checkpoints/latest.pt, or from "
+        "the checkpoint file named (the [model], [data] and [optimizer] sections must match)",
     )
     run.set_defaults(handler=_run)
 

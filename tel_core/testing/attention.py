@@ -9,6 +9,7 @@ positional encoding with the registered attention variants.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from torch import nn
 
 from tel_core.errors import TelError
 from tel_core.interfaces import ModelContext
+from tel_core.kv_cache import KVCache, implements_cache
 from tel_core.nn import Positional
 from tel_core.registry import Component, Registry
 from tel_core.testing.subject import (
@@ -63,7 +65,9 @@ def check_attention(
     the same input twice gives the same output; causality (changing token t changes no
     output before t); a sequence of one, or of any shorter length, gives the first
     outputs of a longer one; a batch of one; a gradient reaches every parameter and the
-    input. Then: it calls ``positional.rotate`` on q and k and ``positional.score_bias``,
+    input; if it implements the KV cache protocol (``forward_cached``), feeding a sequence
+    through its cache in pieces gives ``forward``'s outputs. Then: it calls
+    ``positional.rotate`` on q and k and ``positional.score_bias``,
     and their results change its output; two builds under one seed are identical, and
     so are two training passes (dropout included); bfloat16 stays close to float32, also
     with a float32 score bias. The core checks then run again with every registered
@@ -166,11 +170,36 @@ def attention_core(
         one = expect_tensor(module(x[:1], positional), (1, T, C), x.dtype)
         expect_close(one, out[:1], "a sequence's output changes with the rest of the batch")
         expect_tensor(module(x[:1, :1], positional), (1, 1, C), x.dtype)
+    if implements_cache(module):
+        with s.check("the KV cache gives forward's outputs" + suffix):
+            _cached_equals_forward(module, x, positional, out)
     with s.check("gradient reaches every parameter" + suffix):
         module.train()
         inputs = x.clone().requires_grad_()
         backward(module(inputs, positional))
         expect_gradients(module, inputs)
+
+
+def _cached_equals_forward(
+    module: nn.Module, x: torch.Tensor, positional: Positional, out: torch.Tensor
+) -> None:
+    """The sequence fed in pieces (half of it, then one position, then the rest) through
+    ``forward_cached`` and a fresh cache gives what ``forward`` gave for the whole."""
+    T = x.size(1)
+    cuts = sorted({0, T // 2, T // 2 + 1, T})
+    cache = KVCache(1)
+    pieces = []
+    for start, end in itertools.pairwise(cuts):
+        piece = module.forward_cached(x[:, start:end], positional, cache.layers[0])
+        pieces.append(expect_tensor(piece, (x.size(0), end - start, x.size(2)), x.dtype))
+        cache.advance(end - start)
+    expect_close(
+        torch.cat(pieces, dim=1),
+        out,
+        "feeding the sequence through forward_cached in pieces gives other outputs than "
+        "forward on the whole: keep in cache.state what later positions need, and ask the "
+        "positional encoding at cache.offset (tel_core.kv_cache.rotate_at, score_bias_at)",
+    )
 
 
 def _positional_effects(

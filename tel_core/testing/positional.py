@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from tel_core.interfaces import ModelContext
+from tel_core.kv_cache import embed_at, rotate_at, score_bias_at
 from tel_core.nn import Positional
 from tel_core.registry import Component, Registry
 from tel_core.testing.attention import acts_in_attention, attention_core
@@ -55,7 +56,9 @@ def check_positional(
     ``tel_core.nn.Positional``; that ``embed`` and ``rotate`` keep shape and dtype, and
     give a shorter sequence the first positions of a longer one (positions count from 0);
     that ``score_bias(T)`` is None or a finite-where-it-counts tensor broadcastable to
-    (B, heads, T, T) whose top-left corner is ``score_bias`` of a shorter sequence; that a
+    (B, heads, T, T) whose top-left corner is ``score_bias`` of a shorter sequence; that
+    at an ``offset`` (generation with a KV cache) each part gives the later positions of
+    the whole sequence (through its own ``offset`` argument, or tel's fallback); that a
     gradient reaches every parameter through attention; two builds under one seed are
     identical; bfloat16 works close to float32. If it acts inside attention, every
     registered attention variant (or those named in ``attentions``) is checked with it:
@@ -103,6 +106,8 @@ def check_positional(
             expect_close(sk, rk[:, :, :length], problem)
     with s.check("score_bias"):
         _check_score_bias(positional, BATCH, H, T)
+    with s.check("offsets (generation with a KV cache)"):
+        _check_offsets(positional, x, q, k, full, (rq, rk), BATCH, H, T)
     with s.check("gradient reaches every parameter"):
         positional.train()
         inputs = x.clone().requires_grad_()
@@ -153,6 +158,43 @@ def _check_score_bias(positional: Positional, B: int, H: int, T: int) -> None:
             bias.expand(B, H, T, T)[..., :length, :length],
             f"score_bias({length}) differs from the top-left corner of score_bias({T})",
         )
+
+
+def _check_offsets(
+    positional: Positional,
+    x: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    embedded: torch.Tensor,
+    rotated: tuple[torch.Tensor, torch.Tensor],
+    B: int,
+    H: int,
+    T: int,
+) -> None:
+    """Positions offset.. of a sequence, handed in alone with their offset, get what they
+    got as part of the whole."""
+    for offset in sorted({1, T // 2, T - 1} - {0}):
+        expect_close(
+            embed_at(positional, x[:, offset:], offset),
+            embedded[:, offset:],
+            f"embed at offset {offset} differs from positions {offset}.. of the whole "
+            f"sequence: count positions from offset",
+        )
+        rq, rk = rotate_at(positional, q[:, :, offset:], k[:, :, offset:], offset)
+        problem = f"rotate at offset {offset} differs from positions {offset}.. of the whole"
+        expect_close(rq, rotated[0][:, :, offset:], problem)
+        expect_close(rk, rotated[1][:, :, offset:], problem)
+        whole = positional.score_bias(T)
+        part = score_bias_at(positional, T - offset, offset)
+        if (whole is None) != (part is None):
+            fail(f"score_bias at offset {offset} is {part!r} where score_bias({T}) is not")
+        if whole is not None:
+            expect_close(
+                part.expand(B, H, T - offset, T),
+                whole.expand(B, H, T, T)[..., offset:, :],
+                f"score_bias({T - offset}, offset={offset}) differs from rows {offset}.. of "
+                f"score_bias({T})",
+            )
 
 
 def _reference_attention(x: torch.Tensor, positional: Positional, heads: int) -> torch.Tensor:

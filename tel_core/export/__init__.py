@@ -1,0 +1,60 @@
+"""``tel export``: a trained run's checkpoint in a form other tools read.
+
+- ``safetensors``: ``model.safetensors`` (the weights) and ``tel.json`` (the resolved
+  experiment, the tokenizer's state, the plugins' sources, the checkpoint's step and
+  val loss). ``tel_core.load_run`` (and so ``tel eval``, ``generate``, ``chat``) reads it
+  back exactly.
+- ``hf``: a Hugging Face ``transformers`` model directory (``config.json``, safetensors
+  weights, tokenizer files) for the architectures that map exactly: learned positions +
+  LayerNorm + GELU MLP + pre-LN is GPT-2; RoPE + RMSNorm + SwiGLU + pre-LN (with or
+  without GQA) is Llama. Anything else is one line naming the component without a
+  counterpart.
+
+Both need the ``hf`` extra (``safetensors``; ``transformers`` and ``tokenizers`` for hf).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from tel_core.errors import TelError
+from tel_core.loading import LoadedRun
+
+FORMATS = ("safetensors", "hf")
+
+
+@attrs.frozen
+class ExportResult:
+    out_dir: Path
+    format: str
+    architecture: str  # "tel", "GPT2LMHeadModel", "LlamaForCausalLM"
+    files: tuple[str, ...]
+    #: The largest difference between the exported model's logits and tel's on a check
+    #: batch (hf only: the export is loaded back with transformers and run).
+    max_logit_difference: float | None = None
+
+
+def export_run(loaded: LoadedRun, fmt: str, out_dir: str | Path) -> ExportResult:
+    """Write ``loaded``'s model (and tokenizer) to ``out_dir`` in format ``fmt``."""
+    if fmt not in FORMATS:
+        raise TelError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TelError(f"-o {out_dir}: exists and is not a directory")
+    if fmt == "safetensors":
+        from tel_core.export.tel_format import export_safetensors
+
+        return export_safetensors(loaded, out_dir)
+    from tel_core.export.huggingface import export_hf
+
+    return export_hf(loaded, out_dir)
+
+
+def require(module: str, what: str) -> None:
+    """One line saying which extra to install when ``module`` is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise TelError(f"{what} needs {module}: pip install 'tel[hf]'")
