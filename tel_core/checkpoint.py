@@ -14,16 +14,18 @@ the best validation loss and the resolved config.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tel_core.errors import ConfigError, TelError
+from tel_core.errors import ConfigError, TelError, one_line
 
 FORMAT = 2
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
@@ -37,27 +39,77 @@ def save_checkpoint(paths: Sequence[Path], state: dict[str, Any]) -> None:
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, **state}, buffer)
     for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(buffer.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk, a read-only folder: the old file is whole
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            kept = "; the previous one is kept" if path.is_file() else ""
+            raise TelError(
+                f"cannot write the checkpoint {path}: {exc.strerror or exc}{kept}"
+            ) from exc
+
+
+#: What every checkpoint holds (``Trainer.state_dict``), besides its ``format``.
+KEYS = (
+    "step",
+    "model",
+    "optimizer",
+    "scaler",
+    "data",
+    "rng",
+    "best_val_loss",
+    "tokens",
+    "elapsed_s",
+    "config",
+)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's state, with ``"file"`` (the path it was read from, for messages).
+
+    A file that torch cannot read, whose bytes fail their CRC (damage torch's loader does
+    not notice), that is not a tel checkpoint or lacks one of ``KEYS`` is one line naming
+    the file; ``--debug`` shows the error behind it.
+    """
     if not path.is_file():
         raise TelError(f"{path}: no such checkpoint")
+    if damaged := _failed_crc(path):
+        raise TelError(
+            f"cannot load the checkpoint {path}: it is damaged ({damaged} fails its CRC check)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, corrupted, or not a torch file at all
         raise TelError(
-            f"{path}: not a readable tel checkpoint ({type(exc).__name__}: {exc})"
-        ) from None
+            f"cannot load the checkpoint {path}: it is damaged or not a torch file "
+            f"({one_line(exc)})"
+        ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise TelError(f"{path}: not a tel checkpoint of format {FORMAT}")
-    return state
+    if missing := [key for key in KEYS if key not in state]:
+        raise TelError(f"{path}: an incomplete tel checkpoint (no {', '.join(missing)})")
+    shapes = {"step": int, "model": Mapping, "rng": list, "config": Mapping}
+    if wrong := [key for key, kind in shapes.items() if not isinstance(state[key], kind)]:
+        raise TelError(f"{path}: a damaged tel checkpoint ({', '.join(wrong)} malformed)")
+    if not state["rng"]:
+        raise TelError(f"{path}: a damaged tel checkpoint (no random generator states)")
+    return {**state, "file": str(path)}
+
+
+def _failed_crc(path: Path) -> str | None:
+    """The first record of a checkpoint (a zip archive) whose CRC does not match, if any."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return None  # not even a zip file: torch's loader says what it is
 
 
 def step_file(step: int) -> str:

@@ -9,6 +9,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from tel_core import __version__
 from tel_core.commands import COMMANDS, rank
@@ -16,8 +17,20 @@ from tel_core.errors import TelError
 from tel_core.stopping import Stopped
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with tel's one-line errors, and no abbreviated options: ``--over`` must
+    not quietly mean ``--overwrite``, which deletes a run."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"tel: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tel",
         description="tel, a transformer training laboratory: train small decoder-only language "
         "models from TOML experiment files whose components are plugins.",

@@ -10,6 +10,7 @@ experiment is read and reported against the component's table.
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import functools
 import math
@@ -71,6 +72,10 @@ def file_layers(path: Path, _chain: tuple[Path, ...] = ()) -> list[Layer]:
         if not isinstance(parent, str):
             raise ConfigError(f"{_show(path)}: extends must be a path string, got {parent!r}")
         parent_path = path.parent / parent  # relative to the file, not the working directory
+        if parent_path.is_dir():
+            raise ConfigError(
+                f"{_show(path)}: extends = {parent!r}, a directory; name an experiment file"
+            )
         if not parent_path.is_file():
             raise ConfigError(
                 f"{_show(path)}: extends = {parent!r}, but {_show(parent_path)} does not exist"
@@ -149,6 +154,38 @@ def _structure_literal(value: Any, type_: Any) -> Any:
     return value
 
 
+def _type_label(type_: Any) -> str:
+    return type_.__name__ if isinstance(type_, type) else str(type_).replace("typing.", "")
+
+
+def _is_array(type_: Any) -> bool:
+    return typing.get_origin(type_) in (list, tuple, collections.abc.Sequence) or type_ in (
+        list,
+        tuple,
+    )
+
+
+def _structure_array(value: Any, type_: Any) -> Any:
+    """A TOML array into a list or tuple: never a string taken apart character by character."""
+    label = _type_label(type_)
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"expected an array ({label}), got {value!r}")
+    args = typing.get_args(type_)
+    if typing.get_origin(type_) is tuple and args and args[-1] is not Ellipsis:
+        if len(value) != len(args):
+            raise ValueError(f"expected {len(args)} values ({label}), got {list(value)!r}")
+        types = list(args)
+    else:
+        types = [args[0] if args else Any] * len(value)
+    items = []
+    for i, (item, item_type) in enumerate(zip(value, types, strict=True)):
+        try:
+            items.append(item if item_type is Any else _converter.structure(item, item_type))
+        except Exception as exc:
+            raise ValueError(f"item {i}: {_first_leaf(exc)}") from None
+    return tuple(items) if (typing.get_origin(type_) or type_) is tuple else items
+
+
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
     # cattrs would call int("3.5") or bool("no"); an experiment file deserves better.
@@ -159,6 +196,7 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook_func(
         lambda t: typing.get_origin(t) is typing.Literal, _structure_literal
     )
+    converter.register_structure_hook_func(_is_array, _structure_array)
     return converter
 
 
@@ -185,8 +223,16 @@ class _Structurer:
         self.layers = layers
         self.registry = registry
 
-    def origin(self, path: KeyPath) -> str:
-        """The label of the last layer that set ``path`` or anything under it."""
+    def origin(self, path: KeyPath, given: bool = True) -> str:
+        """The label of the last layer that set ``path`` or anything under it.
+
+        For a key that no layer gives (``given`` false), the file that should: the one
+        that set its table, else the experiment file itself.
+        """
+        if not given:
+            table = self.origin(path[:-1]) if path[:-1] else None
+            files = [layer.label for layer in self.layers if not layer.label.startswith("--set")]
+            return table if table and not table.startswith("--set") else (files or [table])[-1]
         for layer in reversed(self.layers):
             node: Any = layer.data
             for key in path:
@@ -200,8 +246,8 @@ class _Structurer:
                 return layer.label
         return self.layers[-1].label
 
-    def where(self, table: KeyPath, key: str | None = None) -> str:
-        origin = self.origin((*table, key) if key else table)
+    def where(self, table: KeyPath, key: str | None = None, given: bool = True) -> str:
+        origin = self.origin((*table, key) if key else table, given)
         name = f"[{'.'.join(table)}]" if table else "(top level)"
         return f"{origin} {name} {key}" if key else f"{origin} {name}"
 
@@ -219,7 +265,10 @@ class _Structurer:
                 default = [{"name": n} for n in field.metadata["default_names"]]
                 items = data.get(name, default)
                 if not isinstance(items, list):
-                    raise ConfigError(f"{self.where(path, name)}: expected an array of tables")
+                    raise ConfigError(
+                        f"{self.where(path, name)}: expected an array of tables, [[{name}]] in "
+                        f"a file; --set replaces it whole: --set '{name}=[{{name = \"...\"}}]'"
+                    )
                 values[name] = tuple(
                     self.select(kind, item, (*path, name, str(i))) for i, item in enumerate(items)
                 )
@@ -232,6 +281,13 @@ class _Structurer:
                 values[name] = self.table(field.type, data.get(name, {}), (*path, name))
             elif name in data:
                 values[name] = self.value(field.type, data[name], path, name)
+        for name, field in fields.items():
+            if name not in values and field.default is attrs.NOTHING:
+                who = owner or "the experiment"
+                raise ConfigError(
+                    f"{self.where(path, name, given=False)}: missing, and {who} requires it "
+                    f"({_type_label(field.type)})"
+                )
         try:
             return cls(**values)
         except (ValueError, TypeError) as exc:

@@ -67,13 +67,14 @@ class LoggerContext:
 class ParameterGroups:
     """A model's trainable parameters, sorted so that optimizers can choose what to decay.
 
-    Every parameter appears exactly once. A tied LM head shares its tensor with the token
-    embedding and so counts as an embedding.
+    Every parameter appears exactly once. The LM head counts as an embedding whether or
+    not it is tied to the token embedding: ``tie_embeddings`` changes nothing about what
+    is decayed.
     """
 
     matrices: list[Any]  # weights of linear maps and other parameters with 2+ dims
-    embeddings: list[Any]  # weights of nn.Embedding tables
-    vectors: list[Any]  # biases, norm gains, and other parameters with < 2 dims
+    embeddings: list[Any]  # weights of nn.Embedding tables, and the LM head's
+    vectors: list[Any]  # biases, norm gains, and other parameters with < 2 dims (0-D too)
 
     def with_weight_decay(
         self, weight_decay: float, decay_embeddings: bool = False

@@ -79,10 +79,15 @@ def component_info(component: Component) -> dict[str, Any]:
 
 def listing(registry: Registry, kinds: Iterable[str]) -> dict[str, Any]:
     """Everything ``tel plugins`` reports: components by kind, broken, disabled, conflicts."""
+    conflicts = registry.conflicts
     return {
         "components": {
             kind: [
-                component_info(c)
+                {
+                    **component_info(c),
+                    # Every plugin that registers this name, when more than one does.
+                    "conflict": [str(s) for s in conflicts.get((kind, c.name), [])],
+                }
                 for c in sorted(registry.components(kind).values(), key=lambda c: c.name)
             ]
             for kind in kinds
@@ -91,11 +96,25 @@ def listing(registry: Registry, kinds: Iterable[str]) -> dict[str, Any]:
             {"plugin": b.plugin, "module": b.module, "error": b.error} for b in registry.broken
         ],
         "disabled": [_source(s) for s in registry.disabled],
+        "disabled_unknown": registry.disabled_unknown,
         "conflicts": [
             {"kind": kind, "name": name, "sources": [str(s) for s in sources]}
             for (kind, name), sources in registry.conflicts.items()
         ],
     }
+
+
+def problems(data: dict[str, Any]) -> list[str]:
+    """What ``TEL_STRICT_PLUGINS=1`` refuses in a listing: broken plugins and name clashes."""
+    found = [
+        f"plugin {b['plugin']!r} ({b['module']}) failed to load: {b['error']}"
+        for b in data["broken"]
+    ]
+    found += [
+        f"{c['kind']} {c['name']!r} is registered twice: by " + " and by ".join(c["sources"])
+        for c in data["conflicts"]
+    ]
+    return found
 
 
 def toml_example(component: Component) -> str:
@@ -151,6 +170,12 @@ def print_listing(data: dict[str, Any]) -> None:
             console.print("  (none)", markup=False)
         for info in components:
             console.print(f"  {info['name']}  {_origin(info)}  {info['module']}", markup=False)
+            if info.get("conflict"):
+                console.print(
+                    f"      CONFLICT: registered by {' and by '.join(info['conflict'])}; "
+                    f"an experiment selecting {info['name']!r} fails until one is removed",
+                    markup=False,
+                )
             if info["doc"]:
                 console.print(f"      {info['doc']}", markup=False)
             heads = [_option_head(o) for o in info["options"]]
@@ -162,6 +187,12 @@ def print_listing(data: dict[str, Any]) -> None:
     for d in data["disabled"]:
         console.print(
             f"disabled plugin {d['plugin']} ({d['module']}) by TEL_DISABLED_PLUGINS", markup=False
+        )
+    for name in data["disabled_unknown"]:
+        console.print(
+            f"TEL_DISABLED_PLUGINS names {name!r}, but no entry point has that name "
+            f"(entry-point names are the plugins' names above, e.g. positional.rope)",
+            markup=False,
         )
     for c in data["conflicts"]:
         console.print(

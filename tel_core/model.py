@@ -206,10 +206,8 @@ class LanguageModel(nn.Module):
         backward passes, and 12 * n_layers * d_model * T for attention scores and values.
         Embedding lookups are free, but the LM head is a real matrix multiply.
         """
-        groups = parameter_groups(self)
-        n = sum(p.numel() for p in groups.matrices)
-        if self.cfg.tie_embeddings:
-            n += self.lm_head.weight.numel()
+        groups = parameter_groups(self)  # the LM head is with the embeddings, tied or not
+        n = sum(p.numel() for p in groups.matrices) + self.lm_head.weight.numel()
         attention = 12 * self.cfg.n_layers * self.cfg.d_model * self.block_size
         return 6 * n + attention
 
@@ -221,10 +219,16 @@ def build_model(
 
 
 def parameter_groups(model: nn.Module) -> ParameterGroups:
-    """Sort trainable parameters into matrices, embeddings and vectors (each once)."""
+    """Sort trainable parameters into matrices, embeddings and vectors (each once).
+
+    The LM head is an embedding, tied or not: it is the output embedding table (a row per
+    token), and ``tie_embeddings`` must not change what weight decay touches.
+    """
     embedding_ids = {
         id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()
     }
+    if isinstance(head := getattr(model, "lm_head", None), nn.Linear):
+        embedding_ids.add(id(head.weight))
     matrices, embeddings, vectors = [], [], []
     for p in model.parameters():  # parameters() yields a shared (tied) tensor once
         if not p.requires_grad:

@@ -60,7 +60,8 @@ class Precision:
         self.name = resolve_precision(setting, device)
         self.device = device
         self.dtype = DTYPES[self.name]
-        self.scaler = torch.amp.GradScaler("cuda") if self.name == "fp16" else None
+        # On the device it runs on: a CUDA scaler without CUDA quietly disables itself.
+        self.scaler = torch.amp.GradScaler(device.type) if self.name == "fp16" else None
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:

@@ -49,8 +49,9 @@ def tel_register() -> Iterator[Callable[..., str]]:
 def tel_train(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., TinyRun]:
     """``tel_train(steps=8, **components) -> TinyRun``: a tiny model trained by the real loop.
 
-    Takes the arguments of ``tel_core.testing.train_tiny`` (components by name or table,
-    ``steps``, ``seed``, ``config``, ``registry``) and writes each run, and its token cache,
+    Takes the arguments of ``tel_core.testing.train_tiny``: components by name or table,
+    under the keys of ``tel_core.testing.COMPONENT_KEYS``, and ``steps``, ``seed``,
+    ``config``, ``registry``; and writes each run, and its token cache,
     under ``tmp_path`` (each run's corpus is new, so a shared cache would only grow).
     """
     from tel_core.testing.tiny import train_tiny

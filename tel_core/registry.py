@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import inspect
 import os
 from collections.abc import Callable, Iterable
 from importlib import metadata
@@ -19,7 +20,7 @@ import attrs
 import pluggy
 
 from tel_core import hookspecs
-from tel_core.errors import ConfigError, PluginError
+from tel_core.errors import ConfigError, PluginError, one_line
 
 ENTRY_POINT_GROUP = "tel"
 
@@ -99,9 +100,13 @@ class Registry:
         self._sources: dict[str, Source] = {}
         self._load_errors: list[BrokenPlugin] = []
         self._disabled: list[Source] = []
+        self._disabled_unknown: list[str] = []  # names to disable that no entry point has
         self._hook_errors: list[BrokenPlugin] = []
         self._collected: dict[str, dict[str, Component]] | None = None
         self._conflicts: dict[tuple[str, str], list[Source]] = {}
+        #: Whether a hook that raises, or a name registered twice, is fatal at once
+        #: (``TEL_STRICT_PLUGINS=1``; ``load_entry_points(strict=...)`` sets it).
+        self.strict = strict_plugins()
 
     # -- plugins -------------------------------------------------------------
 
@@ -113,8 +118,11 @@ class Registry:
         disabled: Iterable[str] = (),
     ) -> None:
         """Load every entry point of ``group``, each on its own, recording failures."""
+        self.strict = strict
         disabled = set(disabled)
-        for ep in sorted(metadata.entry_points(group=group), key=lambda ep: ep.name):
+        entry_points = sorted(metadata.entry_points(group=group), key=lambda ep: ep.name)
+        self._disabled_unknown = sorted(disabled - {ep.name for ep in entry_points})
+        for ep in entry_points:
             dist = getattr(ep, "dist", None)
             source = Source(
                 plugin=ep.name,
@@ -129,7 +137,7 @@ class Registry:
             try:
                 plugin = ep.load()
             except Exception as exc:  # any import failure must not take tel down
-                self._record_broken(source, f"{type(exc).__name__}: {exc}", strict)
+                self._record_broken(source, one_line(exc, limit=300), strict)
                 continue
             self.add_plugin(plugin, name=ep.name, source=source, strict=strict)
 
@@ -151,11 +159,29 @@ class Registry:
         except Exception as exc:
             if self._pm.is_registered(plugin):
                 self._pm.unregister(plugin)
-            self._record_broken(source, f"{type(exc).__name__}: {exc}", strict)
+            self._record_broken(source, self._invalid_hooks(plugin) or one_line(exc), strict)
             return name
         self._sources[name] = source
         self._collected = None
         return name
+
+    def _invalid_hooks(self, plugin: object) -> str | None:
+        """What is wrong with a plugin's hook functions, in one line, if anything."""
+        hooks = list(KINDS.values())
+        for attr in dir(plugin):
+            if self._pm.parse_hookimpl_opts(plugin, attr) is None:
+                continue
+            if attr not in hooks:
+                close = difflib.get_close_matches(attr, hooks, n=1, cutoff=0.6)
+                hint = (
+                    f"did you mean {close[0]!r}?" if close else f"tel's hooks: {', '.join(hooks)}"
+                )
+                return f"unknown hook {attr!r}; {hint}"
+            function = getattr(plugin, attr)
+            wrong = [p for p in inspect.signature(function).parameters if p != "register"]
+            if wrong:
+                return f"hook {attr!r} takes {', '.join(wrong)}, but tel passes only register"
+        return None
 
     def remove_plugin(self, name: str) -> None:
         self._pm.unregister(name=name)
@@ -171,6 +197,11 @@ class Registry:
     def disabled(self) -> list[Source]:
         """Entry points that were not loaded because they were disabled by name."""
         return list(self._disabled)
+
+    @property
+    def disabled_unknown(self) -> list[str]:
+        """Names in ``disabled`` that match no entry point (a typo disables nothing)."""
+        return list(self._disabled_unknown)
 
     @property
     def broken(self) -> list[BrokenPlugin]:
@@ -205,7 +236,7 @@ class Registry:
         if name in available:
             return available[name]
         close = difflib.get_close_matches(name, available, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
         message = f"unknown {kind} {name!r}{at}{hint} available: {', '.join(sorted(available))}"
         if broken := self.broken:
             failed = "; ".join(f"{b.plugin}: {b.error}" for b in broken)
@@ -248,12 +279,12 @@ class Registry:
                 try:
                     impl.function(**{arg: register for arg in impl.argnames if arg == "register"})
                 except Exception as exc:
-                    error = f"{hook_name}: {type(exc).__name__}: {exc}"
-                    if strict_plugins():
+                    error = f"{hook_name}: {one_line(exc, limit=300)}"
+                    if self.strict:
                         raise PluginError(f"plugin {source.plugin!r} failed: {error}") from exc
                     self._hook_errors.append(BrokenPlugin(source.plugin, source.module, error))
         self._collected = collected
-        if strict_plugins() and self._conflicts:
+        if self.strict and self._conflicts:
             (kind, name), sources = next(iter(self._conflicts.items()))
             raise PluginError(
                 f"{kind} {name!r} is registered twice: by " + " and by ".join(map(str, sources))

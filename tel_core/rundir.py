@@ -12,6 +12,7 @@ runs/<name>/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -59,29 +61,42 @@ def check_run_dir(run_dir: Path, overwrite: bool = False, resume: bool | Path = 
         )
 
 
-def prepare_run_dir(run_dir: Path, resume_step: int | None = None) -> None:
-    """Create the run directory (after ``check_run_dir``'s checks).
+def prepare_run_dir(run_dir: Path) -> None:
+    """Create the run directory (after ``check_run_dir``'s checks), or say why not."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TelError(f"{run_dir} is a file, not a run directory; pass --run-dir DIR")
+    with run_dir_errors(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
 
-    A resumed run drops the metric records (and the probes' records and images) after its
-    checkpoint's step: a run killed between checkpoints logged steps that it will now
-    train again.
-    """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if resume_step is not None:
-        truncate_metrics(run_dir / "metrics.jsonl", resume_step)
-        for records in (run_dir / PROBES_DIR).glob("*.jsonl"):
-            truncate_metrics(records, resume_step)
-        for image in (run_dir / PROBES_DIR).glob("**/step_*.png"):
-            step = image.stem.removeprefix("step_")
-            if step.isdigit() and int(step) > resume_step:
-                image.unlink()
+
+@contextlib.contextmanager
+def run_dir_errors(run_dir: Path) -> Iterator[None]:
+    """Turn a failure to write the run directory (not a folder, read-only, disk full)
+    into one line naming the file."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or run_dir
+        raise TelError(f"cannot write the run directory: {where}: {exc.strerror or exc}") from exc
+
+
+def truncate_probe_records(run_dir: Path, step: int) -> None:
+    """Drop the probes' records and images after ``step`` (a resumed run trains those
+    steps again)."""
+    for records in (run_dir / PROBES_DIR).glob("*.jsonl"):
+        truncate_metrics(records, step)
+    for image in (run_dir / PROBES_DIR).glob("**/step_*.png"):
+        stem = image.stem.removeprefix("step_")
+        if stem.isdigit() and int(stem) > step:
+            image.unlink()
 
 
 def clear_run_dir(run_dir: Path) -> None:
     """Delete the previous run's files and checkpoints (``--overwrite``).
 
     Called only once the new run is built, so that an experiment that fails to start
-    never costs the old run anything.
+    never costs the old run anything. Files that loggers keep in the run directory are
+    theirs to replace (see ``tel_core.interfaces.LoggerContext.start_step``).
     """
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
@@ -176,11 +191,14 @@ class MetricsFile:
     """Appends metric records to metrics.jsonl, flushed per record so a crash loses nothing."""
 
     def __init__(self, path: Path) -> None:
-        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
+        self.path = path
+        with run_dir_errors(path.parent):
+            self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
-        ui.write_json_line(self.file, {"step": step, **metrics})
-        self.file.flush()
+        with run_dir_errors(self.path.parent):
+            ui.write_json_line(self.file, {"step": step, **metrics})
+            self.file.flush()
 
     def close(self) -> None:
         self.file.close()

@@ -51,7 +51,7 @@ from tel_core.config_loader import to_dict
 from tel_core.data import check_length, prepare_tokens
 from tel_core.device import compile_model, peak_memory_mb, resolve_device
 from tel_core.distributed import Distributed, from_environment, process_group
-from tel_core.errors import ConfigError, TelError
+from tel_core.errors import ConfigError, TelError, one_line
 from tel_core.evaluation import metrics as val_metrics
 from tel_core.evaluation import score_sums, target_bytes
 from tel_core.generate import generate
@@ -69,6 +69,9 @@ from tel_core.rundir import (
     check_run_dir,
     clear_run_dir,
     prepare_run_dir,
+    run_dir_errors,
+    truncate_metrics,
+    truncate_probe_records,
     write_config,
     write_manifest,
 )
@@ -145,28 +148,23 @@ class Trainer:
         self.precision = Precision(train.precision, self.device)
         self.plan = plan_batches(train, self.world.world_size)
         self.progress = Progress()
-        self._build_data()
-        self._build_model()
-        self._build_optimizer()
         self.metrics: MetricsFile | None = None
         self.loggers: list[Any] = []
-        self._build_probes()  # on every process: a probe may need all of them
-        if checkpoint is not None:
-            self.load_state_dict(checkpoint)
-        if self.world.is_main:  # one process writes the run directory and logs
-            if overwrite:  # only now that the new run is built: a failed start costs nothing
-                clear_run_dir(run_dir)
-            self._write_run_files(resumed_from=checkpoint and checkpoint["step"])
-            self.metrics = MetricsFile(run_dir / "metrics.jsonl")
-            logger_ctx = LoggerContext(
-                run_dir, experiment.name, train.max_steps, self.progress.step, to_dict(experiment)
-            )
-            for selection in experiment.loggers:
-                try:
-                    self.loggers.append(registry.build("logger", selection, logger_ctx))
-                except BaseException:
-                    self.close()  # the loggers built so far (a live progress bar, open files)
-                    raise
+        # Build every component first, then clear the old run (--overwrite), then write:
+        # an experiment that fails to start must cost the run directory nothing.
+        try:
+            self._build_data()
+            self._build_model()
+            self._build_optimizer()
+            self._build_probes()  # on every process: a probe may need all of them
+            if checkpoint is not None:
+                self.load_state_dict(checkpoint)
+            if self.world.is_main:  # one process writes the run directory and logs
+                self._build_loggers()
+                self._start_run_dir(overwrite, resumed_from=checkpoint and checkpoint["step"])
+        except BaseException:
+            self.close()  # what was built so far: a live progress bar, open files
+            raise
 
     # -- building --------------------------------------------------------------
 
@@ -188,7 +186,11 @@ class Trainer:
         )
         self.val_batches = validation_rows(cfg, splits.val, splits.val_offsets)
         # Encoded now, so that a prompt the tokenizer refuses fails before training, not after.
-        self.prompt_ids = list(self.tokenizer.encode(cfg.sample.prompt)) or [0]
+        try:
+            self.prompt_ids = list(self.tokenizer.encode(cfg.sample.prompt)) or [0]
+        except (TelError, ValueError, KeyError) as exc:
+            why = str(exc) if isinstance(exc, TelError) else one_line(exc)
+            raise ConfigError(f"[sample] prompt = {cfg.sample.prompt!r}: {why}") from exc
         # Bits per byte needs the bytes behind the (real) validation targets: count them once.
         self.val_bytes = target_bytes(self.tokenizer, self.val_batches)
 
@@ -250,10 +252,29 @@ class Trainer:
             val_batch=self.val_batches[0],
             autocast=self.precision.autocast,
             log=self.log,
-            loggers=self.loggers,  # filled below, on rank 0
+            loggers=self.loggers,  # filled by _build_loggers, on rank 0
             run_dir=self.run_dir,
             name=cfg.name,
         )
+
+    def _build_loggers(self) -> None:
+        exp = self.exp
+        ctx = LoggerContext(
+            self.run_dir, exp.name, exp.train.max_steps, self.progress.step, to_dict(exp)
+        )
+        for selection in exp.loggers:
+            self.loggers.append(self.registry.build("logger", selection, ctx))
+
+    def _start_run_dir(self, overwrite: bool, resumed_from: int | None) -> None:
+        """Everything is built: only now replace the old run, or trim a resumed one."""
+        with run_dir_errors(self.run_dir):
+            if overwrite:
+                clear_run_dir(self.run_dir)
+            if resumed_from is not None:  # the steps after the checkpoint are trained again
+                truncate_metrics(self.run_dir / "metrics.jsonl", resumed_from)
+                truncate_probe_records(self.run_dir, resumed_from)
+            self._write_run_files(resumed_from)
+            self.metrics = MetricsFile(self.run_dir / "metrics.jsonl")
 
     def _write_run_files(self, resumed_from: int | None) -> None:
         cfg, plan = self.exp, self.plan
@@ -470,7 +491,10 @@ class Trainer:
                 self.model, prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, generator
             )
         text = self.tokenizer.decode(ids[0].tolist())
-        with open(self.run_dir / "samples.txt", "a", encoding="utf-8") as f:
+        with (
+            run_dir_errors(self.run_dir),
+            open(self.run_dir / "samples.txt", "a", encoding="utf-8") as f,
+        ):
             f.write(
                 f"--- step {step}, prompt {cfg.prompt!r}, temperature {cfg.temperature}, "
                 f"top_k {cfg.top_k}\n{text}\n"
@@ -522,16 +546,16 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.precision.load_state_dict(state["scaler"])
+            self.sampler.load_state_dict(state["data"])
+            self.probes.load_state_dict(state.get("probes", {}))
+            states = state["rng"]
+            set_rng_state(states[self.world.rank % len(states)])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            where = state.get("file", "the checkpoint")
             raise TelError(
-                f"cannot resume from the checkpoint of step {state['step']}: {first}"
-            ) from None
-        self.precision.load_state_dict(state["scaler"])
-        self.sampler.load_state_dict(state["data"])
-        self.probes.load_state_dict(state.get("probes", {}))
-        states = state["rng"]
-        set_rng_state(states[self.world.rank % len(states)])
+                f"cannot resume from {where} (step {state['step']}): {one_line(exc)}"
+            ) from exc
         if len(states) != self.world.world_size:
             self.info(
                 f"{self.exp.name}: saved by {len(states)} process(es), resumed on "
@@ -593,7 +617,7 @@ def run(
     with process_group(world, device):
         try:
             if world.is_main:
-                prepare_run_dir(run_dir, checkpoint["step"] if checkpoint else None)
+                prepare_run_dir(run_dir)
             world.barrier()
             registry = registry or default_registry()
             trainer = Trainer(experiment, run_dir, registry, world, checkpoint, device, overwrite)

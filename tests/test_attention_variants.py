@@ -109,9 +109,14 @@ def test_causal_eager_and_manual_compute_the_same(registry, tiny, positional, op
             torch.testing.assert_close(g, grads["causal"][n], atol=1e-5, rtol=1e-4, msg=n)
 
 
+@pytest.mark.parametrize("options", [{}, {"window": 3}], ids=["full", "window"])
 @pytest.mark.parametrize("attention", ["causal", "eager", "manual"])
-def test_attention_dropout_acts_in_training_only(registry, tiny, attention):
-    model = tiny_model(registry, tiny, {"name": attention}, dropout=0.5)
+def test_attention_dropout_acts_in_training_only(registry, tiny, attention, options):
+    model = tiny_model(registry, tiny, {"name": attention, **options}, dropout=0.5)
+    # The attention's own dropout alone: the embedding, residual and MLP dropouts are off.
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
     idx = torch.randint(VOCAB, (2, T), generator=torch.Generator().manual_seed(3))
     model.eval()
     assert torch.equal(model(idx), model(idx))

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -46,14 +45,12 @@ def tiny_file(tmp_path, tiny) -> Path:
     return path
 
 
-def test_tel_run_end_to_end_in_under_30_seconds(tmp_path, tiny_file):
-    started = time.perf_counter()
+def test_tel_run_end_to_end(tmp_path, tiny_file):
+    # How long it takes is benchmarks/training.py's business, never a test's.
     result = tel(
         "run", str(tiny_file), "--run-dir", str(tmp_path / "run"), "--set", "train.max_steps=8"
     )
-    elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stderr
-    assert elapsed < 30
     assert "val loss" in result.stdout
     assert "sample (step 8)" in result.stdout
     run_dir = tmp_path / "run"
@@ -133,6 +130,41 @@ def test_plugins_shows_a_broken_plugin_from_a_real_entry_point(tmp_path):
     assert "rope" in result.stdout
     strict = tel("plugins", env={**env, "TEL_STRICT_PLUGINS": "1"})
     assert_one_line_error(strict, "'broken'", "failed to load")
+
+
+CLASHING_PLUGIN = """
+import torch
+from tel_core import hookimpl
+
+
+@hookimpl
+def register_norms(register):
+    register("rmsnorm", lambda options, dim: torch.nn.Identity())
+"""
+
+
+def test_plugins_marks_a_clashing_entry_and_strict_mode_fails_after_listing(tmp_path):
+    (tmp_path / "tel_test_clash.py").write_text(CLASHING_PLUGIN)
+    dist = tmp_path / "tel_test_clash-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tel-test-clash\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[tel]\nclash = tel_test_clash\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    listed = tel("plugins", "--kind", "norm", env=env)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    entry = lines.index(next(line for line in lines if line.startswith("  rmsnorm  ")))
+    mark = lines[entry + 1].strip()
+    assert mark.startswith("CONFLICT: registered by ") and "fails until one is removed" in mark
+    assert "clash (tel_test_clash, tel-test-clash 0.1)" in mark
+    assert "norms.rmsnorm (tel_plugins.norms.rmsnorm, tel " in mark
+    data = json.loads(tel("plugins", "--json", env=env).stdout)
+    marks = {c["name"]: c["conflict"] for c in data["components"]["norm"]}
+    assert len(marks["rmsnorm"]) == 2 and marks["layernorm"] == []
+
+    strict = tel("plugins", "--kind", "norm", env={**env, "TEL_STRICT_PLUGINS": "1"})
+    assert "CONFLICT" in strict.stdout  # the listing still says what is wrong, then it fails
+    assert_one_line_error(strict, "TEL_STRICT_PLUGINS=1: norm 'rmsnorm' is registered twice")
 
 
 @pytest.mark.parametrize(
@@ -241,6 +273,8 @@ def test_disabled_plugins_are_skipped_listed_and_named_when_selected(tmp_path):
     assert "learned" in {c["name"] for c in data["components"]["positional"]}
     assert {d["plugin"] for d in data["disabled"]} == {"positional.rope", "norms.rmsnorm"}
     assert "disabled plugin positional.rope" in tel("plugins", env=env).stdout
+    typo = tel("plugins", "--kind", "norm", env={"TEL_DISABLED_PLUGINS": "positional.rop"})
+    assert "TEL_DISABLED_PLUGINS names 'positional.rop', but no entry point" in typo.stdout
     path = tmp_path / "x.toml"
     path.write_text('name = "x"\n[model.positional]\nname = "rope"\n')
     assert_one_line_error(
@@ -354,3 +388,23 @@ def test_fp16_on_a_cpu_is_one_line(tmp_path, tiny_file):
         "--set", "train.precision=fp16", "--set", "train.device=cpu",
     )  # fmt: skip
     assert_one_line_error(result, 'precision = "fp16" needs a CUDA device')
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["run"], ["tel run: the following arguments are required: file"]),
+        (["runn", "x.toml"], ["invalid choice: 'runn'"]),
+        (["plugins", "show", "norm"], ["tel plugins show: the following arguments are required"]),
+        # An abbreviation is not taken for the option that deletes a run.
+        (["run", "x.toml", "--overwr"], ["unrecognized arguments: --overwr"]),
+        (["run", "x.toml", "--res"], ["unrecognized arguments: --res"]),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_code_2(capsys, args, fragments):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("tel: error: ") and "--help)" in err
+    assert all(fragment in err for fragment in fragments)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
+import torch
 
+from tel_core import hookimpl
 from tel_core.config_loader import (
     dump_toml,
     experiment_from_dict,
@@ -89,10 +92,30 @@ def test_unknown_plugin_name_suggests(tmp_path, registry):
             "[model.positional] base: expected a finite number, got inf",
         ),
         ("[optimizer]\nlr = nan", "[optimizer] lr: expected a finite number, got nan"),
+        # A string is no array, even though Python would take it apart into characters.
+        (
+            "[optimizer]\nname = 'adamw'\nbetas = '09'",
+            "[optimizer] betas: expected an array (tuple[float, float]), got '09'",
+        ),
+        (
+            "[optimizer]\nname = 'adamw'\nbetas = [0.9, 0.95, 0.99]",
+            "[optimizer] betas: expected 2 values (tuple[float, float]), got [0.9, 0.95, 0.99]",
+        ),
+        (
+            "[optimizer]\nname = 'adamw'\nbetas = [0.9, 'x']",
+            "[optimizer] betas: item 1: expected float, got 'x'",
+        ),
+        (
+            "[data.dataset]\nname = 'text'\npaths = 'corpus.txt'",
+            "[data.dataset] paths: expected an array (list[str]), got 'corpus.txt'",
+        ),
+        ("seed = 1", "(top level) name: missing, and the experiment requires it (str)"),
+        ("loggers = 'json'", "(top level) loggers: expected an array of tables, [[loggers]]"),
     ],
 )
 def test_bad_values_are_named(tmp_path, registry, toml, expected):
-    path = write(tmp_path / "x.toml", f'name = "x"\n{toml}\n')
+    name = "" if toml.startswith("seed") else 'name = "x"\n'
+    path = write(tmp_path / "x.toml", f"{name}{toml}\n")
     with pytest.raises(ConfigError) as excinfo:
         load_experiment(path, registry=registry)
     assert expected in str(excinfo.value)
@@ -192,6 +215,33 @@ def test_changing_a_components_name_drops_the_old_ones_options(tmp_path, registr
     assert exp.model.positional.options.theta == 10000.0
 
 
+@attrs.frozen
+class NeedsScale:
+    #: No default: an experiment must give it.
+    scale: float
+
+
+class RequiredOptionPlugin:
+    @hookimpl
+    def register_norms(self, register):
+        register("scaled", lambda options, dim: torch.nn.Identity(), options=NeedsScale)
+
+
+def test_a_missing_required_option_names_file_table_and_key(tmp_path, registry):
+    registry.add_plugin(RequiredOptionPlugin(), name="required")
+    parent = write(tmp_path / "parent.toml", 'name = "x"\n[model.norm]\nname = "scaled"\n')
+    child = write(tmp_path / "child.toml", 'extends = "parent.toml"\nseed = 3\n')
+    for path, overrides in ((parent, []), (child, ["train.max_steps=3"])):
+        with pytest.raises(ConfigError) as excinfo:
+            load_experiment(path, overrides, registry=registry)
+        # The file that selected the component, not the last layer read.
+        assert str(excinfo.value) == (
+            f"{parent} [model.norm] scale: missing, and norm 'scaled' requires it (float)"
+        )
+    exp = load_experiment(parent, ["model.norm.scale=2"], registry=registry)
+    assert exp.model.norm.options.scale == 2.0
+
+
 def test_extends_cycle_and_missing_parent(tmp_path, registry):
     write(tmp_path / "a.toml", 'extends = "b.toml"\nname = "a"\n')
     write(tmp_path / "b.toml", 'extends = "a.toml"\nname = "b"\n')
@@ -200,6 +250,10 @@ def test_extends_cycle_and_missing_parent(tmp_path, registry):
     write(tmp_path / "c.toml", 'extends = "gone.toml"\nname = "c"\n')
     with pytest.raises(ConfigError, match=r"extends = 'gone.toml', but .*gone.toml does not exist"):
         load_experiment(tmp_path / "c.toml", registry=registry)
+    (tmp_path / "folder").mkdir()
+    write(tmp_path / "d.toml", 'extends = "folder"\nname = "d"\n')
+    with pytest.raises(ConfigError, match=r"d.toml: extends = 'folder', a directory; name an "):
+        load_experiment(tmp_path / "d.toml", registry=registry)
 
 
 def test_set_overrides_parse_toml_values_else_strings(tmp_path, registry):

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
 
+import tel_core.precision
+import tel_core.train
+from tel_core.checkpoint import load_checkpoint
 from tel_core.config import TrainConfig
 from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import ConfigError
@@ -108,30 +112,86 @@ def test_the_loop_reports_tokens_clipping_memory_and_time(tmp_path, registry, ti
     assert manifest["accumulation_steps"] == 2 and manifest["tokens_per_step"] == 64
 
 
-class _RecordingScaler:
-    """Stands in for torch's GradScaler (which needs CUDA) and records what it is asked."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def get_scale(self) -> float:
-        return 1.0
-
-    def step(self, optimizer) -> None:
-        self.calls.append("step")
-
-    def update(self) -> None:
-        self.calls.append("update")
+@pytest.fixture
+def fp16_on_cpu(monkeypatch):
+    """Let fp16 run on the CPU, which has float16 autocast and torch's real GradScaler:
+    the loop's whole scaler path, on the scaler torch ships (tel itself keeps fp16 for
+    CUDA, where float16 is fast)."""
+    real = tel_core.precision.resolve_precision
+    monkeypatch.setattr(
+        tel_core.precision,
+        "resolve_precision",
+        lambda setting, device: "fp16" if setting == "fp16" else real(setting, device),
+    )
 
 
-def test_the_fp16_scaler_sees_every_step_even_a_nonfinite_one():
-    # GradScaler resets what unscale_() did only in update(): a skipped update() makes the
-    # next step's unscale_() raise. The scaler skips an overflowing step by itself.
-    precision = Precision("fp32", torch.device("cpu"))
-    precision.scaler = _RecordingScaler()
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    precision.step(optimizer, finite=False)
-    assert precision.scaler.calls == ["step", "update"]
+def scale_the_loss_at(monkeypatch, step: int, factor: float) -> None:
+    """Multiply the loss of one step (one micro-batch each here) by ``factor``."""
+    calls = {"n": 0}
+    real = tel_core.train.step_loss
+
+    def step_loss(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * factor if calls["n"] == step else loss
+
+    monkeypatch.setattr(tel_core.train, "step_loss", step_loss)
+
+
+def scaler_state(run_dir, name="latest.pt"):
+    return load_checkpoint(run_dir / "checkpoints" / name)["scaler"]
+
+
+def test_fp16_with_torchs_gradient_scaler_trains_like_fp32(tmp_path, registry, tiny, fp16_on_cpu):
+    tiny["train"]["device"] = "cpu"
+    run(experiment_from_dict(tiny, registry), tmp_path / "fp32", registry)
+    tiny["train"]["precision"] = "fp16"
+    run(experiment_from_dict(tiny, registry), tmp_path / "fp16", registry)
+    fp32, fp16 = losses(tmp_path / "fp32"), losses(tmp_path / "fp16")
+    assert fp16 != fp32 and fp16 == pytest.approx(fp32, abs=1e-3)
+    assert json.loads((tmp_path / "fp16" / "manifest.json").read_text())["precision"] == "fp16"
+    state = scaler_state(tmp_path / "fp16")
+    assert state["scale"] == 2.0**16 and state["_growth_tracker"] == 6  # six good steps
+
+
+@pytest.mark.parametrize(
+    ("factor", "nonfinite"),
+    [(1e37, "stop"), (float("nan"), "skip")],
+    ids=["overflow", "nan-loss"],
+)
+def test_fp16_skips_a_bad_step_and_trains_on(
+    tmp_path, registry, tiny, fp16_on_cpu, monkeypatch, factor, nonfinite
+):
+    """An overflow (the loss times the scale is inf) is routine: the scaler skips the
+    update and halves its scale. A NaN loss under "skip" is skipped by tel, and the scaler
+    must still see the step: unscale_() without update() makes the next step raise."""
+    tiny["train"].update(
+        precision="fp16", device="cpu", nonfinite=nonfinite, checkpoint_every=1, keep_last=0
+    )
+    scale_the_loss_at(monkeypatch, 3, factor)
+    run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)
+    records = train_records(tmp_path / "run")
+    assert [r["train/skipped"] for r in records] == [0, 0, 1, 0, 0, 0]
+    assert all(math.isfinite(r["train/loss"]) for r in records[3:])
+    two, three = (load_checkpoint(tmp_path / "run" / "checkpoints" / f) for f in (
+        "step_0000002.pt", "step_0000003.pt"
+    ))  # fmt: skip
+    assert all(torch.equal(three["model"][k], v) for k, v in two["model"].items())
+    assert three["scaler"]["scale"] == two["scaler"]["scale"] / 2  # backed off once
+    assert scaler_state(tmp_path / "run")["scale"] == 2.0**15
+
+
+def test_fp16_resumes_with_the_scalers_state(tmp_path, registry, tiny, fp16_on_cpu, monkeypatch):
+    tiny["train"].update(precision="fp16", device="cpu", checkpoint_every=3)
+    scale_the_loss_at(monkeypatch, 2, 1e37)  # the scale halves at step 2
+    run(experiment_from_dict(tiny, registry), tmp_path / "whole", registry)
+    whole = scaler_state(tmp_path / "whole")
+    shutil.copytree(tmp_path / "whole", tmp_path / "resumed")
+    checkpoints = tmp_path / "resumed" / "checkpoints"
+    (checkpoints / "step_0000003.pt").replace(checkpoints / "latest.pt")
+    run(experiment_from_dict(tiny, registry), tmp_path / "resumed", registry, resume=True)
+    assert scaler_state(tmp_path / "resumed") == whole
+    assert whole["scale"] == 2.0**15 and losses(tmp_path / "resumed") == losses(tmp_path / "whole")
 
 
 def test_without_a_scaler_a_nonfinite_step_is_not_taken():

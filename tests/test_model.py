@@ -74,10 +74,38 @@ def test_parameter_groups_hold_every_parameter_once(registry, tiny):
     assert all(p.dim() < 2 for p in groups.vectors)
 
 
-def test_flops_per_token_counts_the_head_once(registry, tiny):
-    model = tiny_model(registry, tiny)
+@pytest.mark.parametrize("tied", [True, False])
+def test_flops_per_token_counts_the_head_once(registry, tiny, tied):
+    model = tiny_model(registry, tiny, tie_embeddings=tied)
     matrices = sum(p.numel() for p in parameter_groups(model).matrices)
     assert model.flops_per_token() == 6 * (matrices + VOCAB * 32) + 12 * 2 * 32 * BLOCK
+
+
+@pytest.mark.parametrize("decay_embeddings", [False, True])
+def test_tying_the_lm_head_changes_nothing_about_weight_decay(registry, tiny, decay_embeddings):
+    """The LM head is an embedding, tied or not; decay_embeddings alone decides its decay."""
+
+    def decayed(model) -> set[str]:
+        names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
+        groups = parameter_groups(model).with_weight_decay(0.1, decay_embeddings)
+        return {names[id(p)] for g in groups if g["weight_decay"] for p in g["params"]}
+
+    tied = tiny_model(registry, tiny, tie_embeddings=True)
+    untied = tiny_model(registry, tiny, tie_embeddings=False)
+    assert any(p is untied.lm_head.weight for p in parameter_groups(untied).embeddings)
+    embeddings = {"token_embedding.weight", "lm_head.weight", "positional.table.weight"}
+    assert decayed(untied) - embeddings == decayed(tied) - embeddings  # the same matrices
+    assert ("lm_head.weight" in decayed(untied)) is decay_embeddings
+
+
+def test_a_zero_dimensional_parameter_is_a_vector():
+    model = torch.nn.Module()
+    model.scale = torch.nn.Parameter(torch.tensor(2.0))  # ScaleNorm's, for one
+    model.proj = torch.nn.Linear(3, 3)
+    groups = parameter_groups(model)
+    assert groups.vectors == [model.scale, model.proj.bias] and groups.matrices == [
+        model.proj.weight
+    ]
 
 
 def test_sandwich_adds_a_norm_after_each_branch(registry, tiny):

@@ -110,10 +110,39 @@ class _MisspeltHook:
         pass
 
 
-def test_a_misspelt_hook_is_reported_not_ignored():
+class _SingularHook:
+    @hookimpl
+    def register_norm(self, register):  # the hooks are plural: register_norms
+        pass
+
+
+class _MisnamedArgument:
+    @hookimpl
+    def register_norms(self, regster):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("plugin", "error"),
+    [
+        (_MisspeltHook(), "unknown hook 'register_atention'; did you mean 'register_attention'?"),
+        (_SingularHook(), "unknown hook 'register_norm'; did you mean 'register_norms'?"),
+        (_MisnamedArgument(), "hook 'register_norms' takes regster, but tel passes only register"),
+    ],
+)
+def test_a_misspelt_hook_is_reported_with_the_right_name(plugin, error):
     registry = Registry()
-    registry.add_plugin(_MisspeltHook(), name="typo", strict=False)
-    assert "register_atention" in registry.broken[0].error
+    registry.add_plugin(plugin, name="typo", strict=False)
+    assert registry.broken[0].error == error
+    with pytest.raises(PluginError) as excinfo:
+        Registry().add_plugin(plugin, name="typo")
+    assert str(excinfo.value).endswith(error) and "\n" not in str(excinfo.value)
+
+
+def test_an_unknown_name_without_a_close_match_lists_what_there_is(registry):
+    with pytest.raises(ConfigError) as excinfo:
+        registry.get("norm", "zzz")
+    assert str(excinfo.value) == "unknown norm 'zzz'; available: layernorm, rmsnorm"
 
 
 def test_options_must_be_an_attrs_class():

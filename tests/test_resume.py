@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 
 import attrs
 import pytest
+import torch
 
 import tel_core.train
 from tel_core import hookimpl
 from tel_core.analysis.runs import load_run
-from tel_core.checkpoint import load_checkpoint
+from tel_core.checkpoint import load_checkpoint, step_file
 from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import ConfigError, TelError
 from tel_core.interfaces import Logger
@@ -32,6 +34,7 @@ def losses(run_dir) -> dict[int, float]:
 class SignalOptions:
     step: int = 1
     signal: str = "SIGINT"
+    times: int = 1  # 2: a second Ctrl-C while the first is being honoured
 
 
 class SignalLogger(Logger):
@@ -42,7 +45,8 @@ class SignalLogger(Logger):
 
     def log(self, step, metrics):
         if step == self.options.step and "train/loss" in metrics:
-            os.kill(os.getpid(), getattr(signal, self.options.signal))
+            for _ in range(self.options.times):
+                os.kill(os.getpid(), getattr(signal, self.options.signal))
 
 
 class SignalPlugin:
@@ -59,25 +63,27 @@ def long_run(tiny):
     return tiny
 
 
-def test_a_run_resumed_at_step_20_continues_exactly(tmp_path, registry, long_run):
+def test_a_run_stopped_at_step_17_resumes_exactly(tmp_path, registry, long_run, capsys):
     run(experiment_from_dict(long_run, registry), tmp_path / "whole", registry)
 
+    # Step 17 neither evaluates (every 15) nor checkpoints (every 10): only the stop saves it.
     registry.add_plugin(SignalPlugin(), name="signal")
-    long_run["loggers"] = [{"name": "signal", "step": 20}]
+    long_run["loggers"] = [{"name": "signal", "step": 17}]
     with pytest.raises(Stopped) as stopped:
         run(experiment_from_dict(long_run, registry), tmp_path / "resumed", registry)
     assert stopped.value.exit_code == 130
-    assert "stopped by SIGINT after step 20" in str(stopped.value)
-    assert max(losses(tmp_path / "resumed")) == 20
-    assert load_checkpoint(tmp_path / "resumed" / "checkpoints" / "latest.pt")["step"] == 20
+    assert "stopped by SIGINT after step 17" in str(stopped.value)
+    assert max(losses(tmp_path / "resumed")) == 17
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoints" / "latest.pt")["step"] == 17
 
     long_run["loggers"] = []
     result = run(
         experiment_from_dict(long_run, registry), tmp_path / "resumed", registry, resume=True
     )
+    assert "resuming after step 17" in capsys.readouterr().out
     whole, resumed = losses(tmp_path / "whole"), losses(tmp_path / "resumed")
     assert list(resumed) == list(range(1, 41))  # every step once
-    assert [resumed[s] for s in range(21, 41)] == [whole[s] for s in range(21, 41)]
+    assert [resumed[s] for s in range(18, 41)] == [whole[s] for s in range(18, 41)]
     assert result.best_val_loss == run_best(tmp_path / "whole")
     checkpoints = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir())
     assert checkpoints == ["best.pt", "latest.pt", "step_0000030.pt", "step_0000040.pt"]
@@ -153,14 +159,30 @@ def test_a_nonfinite_loss_stops_the_run_and_keeps_the_good_checkpoint(
 
 def test_a_nonfinite_loss_can_skip_the_update(tmp_path, registry, tiny, monkeypatch):
     run(experiment_from_dict(tiny, registry), tmp_path / "clean", registry)
-    tiny["train"]["nonfinite"] = "skip"
-    poison_the_loss_at(monkeypatch, {6})
+    tiny["train"].update(nonfinite="skip", checkpoint_every=1)
+    poison_the_loss_at(monkeypatch, {3})  # in the middle: the steps after it must go on
     run(experiment_from_dict(tiny, registry), tmp_path / "skip", registry)
     skipped = [r for r in records(tmp_path / "skip") if "train/loss" in r]
-    assert [r["train/skipped"] for r in skipped] == [0, 0, 0, 0, 0, 1]
-    assert skipped[-1]["train/loss"] is None  # NaN is written as null
-    # Steps 1-5 trained as in the clean run.
-    assert [r["train/loss"] for r in skipped[:5]] == list(losses(tmp_path / "clean").values())[:5]
+    assert [r["train/skipped"] for r in skipped] == [0, 0, 1, 0, 0, 0]
+    assert skipped[2]["train/loss"] is None  # NaN is written as null
+    # Steps 1-2 trained as in the clean run; the weights and the optimizer's state after
+    # step 3 are those after step 2; the steps after it train on, finite.
+    assert [r["train/loss"] for r in skipped[:2]] == list(losses(tmp_path / "clean").values())[:2]
+    two, three = (load_checkpoint(tmp_path / "skip" / "checkpoints" / step_file(s)) for s in (2, 3))
+    for name, weight in two["model"].items():
+        assert torch.equal(three["model"][name], weight), name
+    assert three["optimizer"]["state"][0]["step"] == two["optimizer"]["state"][0]["step"]
+    assert all(math.isfinite(r["train/loss"]) for r in skipped[3:])
+    assert skipped[3]["train/loss"] != losses(tmp_path / "clean")[4]  # it trained from step 2
+
+
+def test_a_second_ctrl_c_stops_at_once_without_a_checkpoint(tmp_path, registry, tiny):
+    registry.add_plugin(SignalPlugin(), name="signal")
+    tiny["loggers"] = [{"name": "signal", "step": 2, "signal": "SIGINT", "times": 2}]
+    with pytest.raises(KeyboardInterrupt):
+        run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)
+    assert max(losses(tmp_path / "run")) == 2  # it stopped inside step 2's logging
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_step_checkpoints_keep_the_newest(tmp_path, registry, tiny):

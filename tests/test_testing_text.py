@@ -61,6 +61,30 @@ class Chars(Tokenizer):
         self.chars = list(state.get("chars", []))
 
 
+class DecodedBytes(Tokenizer):
+    """UTF-8 bytes as ids, counting bytes by decoding (the default ``count_bytes``)."""
+
+    def __init__(self, options: Flaw) -> None:
+        pass
+
+    @property
+    def vocab_size(self) -> int:
+        return 256
+
+    def encode(self, text: str) -> Sequence[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return bytes(ids).decode("utf-8", errors="replace")
+
+
+def test_count_bytes_must_hold_for_a_window_cut_inside_a_character():
+    with pytest.raises(ConformanceError) as excinfo:
+        check_tokenizer(component("tokenizer", DecodedBytes))
+    assert "tokenizer 'flawed': count_bytes of a window: the first " in str(excinfo.value)
+    assert "count the bytes each id stands for" in str(excinfo.value)
+
+
 @pytest.mark.parametrize(
     ("flaw", "message"),
     [

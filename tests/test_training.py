@@ -12,7 +12,7 @@ import torch
 from tel_core import hookimpl
 from tel_core.checkpoint import load_checkpoint
 from tel_core.config_loader import experiment_from_dict, load_experiment
-from tel_core.errors import TelError
+from tel_core.errors import ConfigError, TelError
 from tel_core.interfaces import Logger
 from tel_core.train import Trainer, run
 
@@ -96,13 +96,6 @@ def test_an_existing_run_is_not_overwritten(tmp_path, registry, tiny):
     with pytest.raises(TelError, match="already holds a run; pass --resume"):
         run(exp, tmp_path / "run", registry)
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").read_bytes() == checkpoint
-
-
-def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path):
-    path = tmp_path / "bad.pt"
-    path.write_bytes(b"not a checkpoint")
-    with pytest.raises(TelError, match=r"bad\.pt: not a readable tel checkpoint"):
-        load_checkpoint(path)
 
 
 def test_loss_falls(tmp_path, registry, tiny):
@@ -216,3 +209,12 @@ def test_the_schedule_keeps_an_optimizers_per_group_learning_rate_ratios(tmp_pat
             assert embeddings == pytest.approx(10 * rest)
     finally:
         trainer.close()
+
+
+def test_a_prompt_the_tokenizer_refuses_is_named_as_the_prompt(tmp_path, registry, tiny):
+    tiny["data"]["tokenizer"] = {"name": "char", "unknown": "error"}
+    tiny["sample"]["prompt"] = "Zebra"  # no capital Z in the corpus
+    with pytest.raises(ConfigError) as error:
+        run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)
+    assert str(error.value).startswith("[sample] prompt = 'Zebra': char tokenizer: 'Z' (U+005A)")
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before training

@@ -2,6 +2,11 @@
 
 (The run directory's metrics.jsonl is written by the core whatever loggers are chosen;
 this logger is for streaming the same records somewhere else, e.g. ``| jq``.)
+
+A file inside the run directory is part of the run: a new run replaces what it held and
+a resumed run drops its records after the checkpoint's step, both at the first record
+written, so that a run that fails to start leaves it as it was. A file elsewhere is
+appended to, run after run.
 """
 
 from __future__ import annotations
@@ -9,11 +14,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 import attrs
 
 from tel_core import hookimpl, ui
+from tel_core.errors import ConfigError
 from tel_core.interfaces import Logger, LoggerContext
+from tel_core.rundir import truncate_metrics
 
 
 @attrs.frozen
@@ -29,24 +37,42 @@ class JsonLogger(Logger):
 
     def __init__(self, options: JsonOptions, ctx: LoggerContext) -> None:
         self.text = options.text
-        if options.path == "-":
-            self.stream, self.owned = sys.stdout, False
-        else:
-            path = ctx.run_dir / Path(options.path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.stream, self.owned = open(path, "a", encoding="utf-8"), True  # noqa: SIM115 - kept open
+        self.stream: IO[str] | None = sys.stdout if options.path == "-" else None
+        self.owned = self.stream is None
+        self.path = ctx.run_dir / Path(options.path)
+        self.start_step = ctx.start_step
+        if self.owned:
+            try:  # fail now, before training, if the file cannot be written
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                open(self.path, "a").close()
+            except OSError as exc:
+                raise ConfigError(
+                    f"[[loggers]] json path = {options.path!r}: cannot write "
+                    f"{exc.filename or self.path}: {exc.strerror or exc}"
+                ) from exc
+        self.in_run = self.owned and self.path.resolve().is_relative_to(ctx.run_dir.resolve())
+
+    def _open(self) -> IO[str]:
+        if self.stream is None:
+            if self.in_run:  # a new run (start_step 0) keeps nothing; a resumed one, its past
+                truncate_metrics(self.path, self.start_step)
+            self.stream = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+        return self.stream
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
-        ui.write_json_line(self.stream, {"step": step, **metrics})
+        ui.write_json_line(self._open(), {"step": step, **metrics})
 
     def log_text(self, step: int, name: str, text: str) -> None:
         if self.text:
-            ui.write_json_line(self.stream, {"step": step, f"text/{name}": text})
+            ui.write_json_line(self._open(), {"step": step, f"text/{name}": text})
 
     def close(self) -> None:
+        if self.stream is None:
+            return
         self.stream.flush()
         if self.owned:
             self.stream.close()
+            self.stream = None
 
 
 @hookimpl

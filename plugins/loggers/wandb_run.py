@@ -68,7 +68,7 @@ class WandbLogger(Logger):
         self.run_id = id_file.read_text().strip() if resuming else new_run_id()
         self.prompt = ctx.config.get("sample", {}).get("prompt", "")
         self.tables: dict[str, list[list[Any]]] = {}
-        self._id_written = resuming
+        self._started = False
         try:
             self.run = wandb.init(
                 project=options.project,
@@ -91,9 +91,6 @@ class WandbLogger(Logger):
                 f"logger 'wandb' could not start a W&B run: {first} ({login}set "
                 f'mode = "offline" in [[loggers]] to log without an account)'
             ) from None
-        manifest = ctx.run_dir / "manifest.json"
-        if manifest.is_file():
-            self.run.save(str(manifest), base_path=str(ctx.run_dir), policy="now")
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         self._keep_id()
@@ -130,11 +127,15 @@ class WandbLogger(Logger):
             self.wandb.teardown()
 
     def _keep_id(self) -> None:
-        # Written at the first record, not when built: building must leave an old run
-        # (about to be replaced, or not, if another component fails) as it was.
-        if not self._id_written:
+        # At the first record, not when built: building must leave an old run (about to
+        # be replaced, or not, if another component fails) as it was, and the core writes
+        # this run's manifest only once every logger is built.
+        if not self._started:
             (self.ctx.run_dir / ID_FILE).write_text(self.run_id + "\n")
-            self._id_written = True
+            manifest = self.ctx.run_dir / "manifest.json"
+            if manifest.is_file():
+                self.run.save(str(manifest), base_path=str(self.ctx.run_dir), policy="now")
+            self._started = True
 
 
 @hookimpl

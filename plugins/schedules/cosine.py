@@ -8,6 +8,7 @@ from collections.abc import Callable
 import attrs
 
 from tel_core import hookimpl
+from tel_core.errors import ConfigError
 from tel_core.interfaces import ScheduleContext
 
 
@@ -26,6 +27,11 @@ class CosineOptions:
 def cosine(options: CosineOptions, ctx: ScheduleContext) -> Callable[[int], float]:
     """Warm up linearly for warmup_steps, then follow a half cosine down to min_lr."""
     peak, floor, warmup = ctx.base_lr, options.min_lr, options.warmup_steps
+    if floor > peak:  # a "decay" that climbs: surely not what the experiment means
+        raise ConfigError(
+            f"[schedule] min_lr ({floor:g}) is above the peak learning rate, optimizer.lr "
+            f"({peak:g}): the cosine would climb; set min_lr below it"
+        )
     end = options.decay_steps or ctx.max_steps
 
     def lr_at(step: int) -> float:

@@ -13,17 +13,20 @@ from tel_core.errors import TelError
 from tel_core.interfaces import Tokenizer
 
 UNKNOWN = "\ufffd"  # what a character never seen in training decodes to
+#: Code points below each bound take 1, 2, 3 UTF-8 bytes; the rest take 4.
+_UTF8_BOUNDS = np.array([0x80, 0x800, 0x10000], dtype=np.uint32)
 
 
 @attrs.frozen
 class CharOptions:
-    #: What a character never seen in training becomes: one extra id ("token"), or an
+    #: What a character never seen in training becomes: an extra id ("token"; four of
+    #: them, one per UTF-8 length, so that bits per byte counts its real bytes), or an
     #: error ("error", which keeps the vocabulary exactly the training characters).
     unknown: Literal["token", "error"] = "token"
 
 
 class CharTokenizer(Tokenizer):
-    """One token per character seen in the training split (plus one for unseen ones)."""
+    """One token per character seen in the training split (plus four for unseen ones)."""
 
     def __init__(self, options: CharOptions) -> None:
         self.options = options
@@ -33,17 +36,24 @@ class CharTokenizer(Tokenizer):
         seen: set[str] = set()
         for doc in documents:
             seen.update(doc)
+        if not seen:
+            raise TelError(
+                "char tokenizer: the training split holds no text to learn characters from"
+            )
         self._set_chars("".join(sorted(seen)))
 
     def _set_chars(self, chars: str) -> None:
         self._chars = chars
         # Sorted code points let encode() map a whole text with one numpy searchsorted.
         self._codes = np.array([ord(c) for c in chars], dtype=np.uint32)
+        # UTF-8 bytes behind each id (the unknown ids: 1, 2, 3, 4), for bits per byte.
+        self._bytes = np.array([len(c.encode("utf-8")) for c in chars] + [1, 2, 3, 4])
 
     @property
     def vocab_size(self) -> int:
-        # With unknown = "token", the last id stands for every unseen character.
-        return len(self._chars) + (self.options.unknown == "token")
+        # With unknown = "token", the last four ids stand for the unseen characters of
+        # each UTF-8 length: a text's bytes can then be counted from its ids.
+        return len(self._chars) + 4 * (self.options.unknown == "token")
 
     def encode(self, text: str) -> np.ndarray:
         if not self._chars:
@@ -59,11 +69,15 @@ class CharTokenizer(Tokenizer):
                 f"char tokenizer: {char!r} (U+{ord(char):04X}) never occurs in the training "
                 f'split; set unknown = "token" in [data.tokenizer] to give unseen characters an id'
             )
-        return np.where(known, ids, len(self._chars)).astype(np.int64)
+        unknown = len(self._chars) + np.searchsorted(_UTF8_BOUNDS, codes, side="right")
+        return np.where(known, ids, unknown).astype(np.int64)
 
     def decode(self, ids: Sequence[int]) -> str:
-        table = self._chars + UNKNOWN
+        table = self._chars + 4 * UNKNOWN
         return "".join(table[int(i)] for i in ids)
+
+    def count_bytes(self, ids: Sequence[int]) -> int:
+        return int(self._bytes[np.asarray(ids, dtype=np.int64)].sum())
 
     def state_dict(self) -> dict[str, Any]:
         return {"chars": self._chars}

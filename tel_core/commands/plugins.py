@@ -32,9 +32,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def _plugins(args: argparse.Namespace) -> int:
     from tel_core import listing
-    from tel_core.registry import KINDS, default_registry
+    from tel_core.registry import KINDS, Registry, disabled_plugins, strict_plugins
 
-    registry = default_registry()
+    # Loaded leniently even under TEL_STRICT_PLUGINS=1: list everything, then fail.
+    registry = Registry()
+    registry.load_entry_points(strict=False, disabled=disabled_plugins())
     if args.plugins_command == "show":
         if args.kind not in KINDS:
             raise TelError(f"unknown kind {args.kind!r}; kinds: {', '.join(KINDS)}")
@@ -54,4 +56,7 @@ def _plugins(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
     else:
         listing.print_listing(data)
+    if strict_plugins() and (problems := listing.problems(data)):
+        more = f" ({len(problems)} problems, listed above)" if len(problems) > 1 else ""
+        raise TelError(f"TEL_STRICT_PLUGINS=1: {problems[0]}{more}")
     return 0

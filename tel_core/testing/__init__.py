@@ -27,7 +27,7 @@ from tel_core.testing.probes import check_probe
 from tel_core.testing.subject import ConformanceError, UndocumentedOptionsWarning, check_options
 from tel_core.testing.tensors import model_context
 from tel_core.testing.text import SAMPLE_TEXTS, check_dataset, check_tokenizer
-from tel_core.testing.tiny import TinyRun, train_tiny
+from tel_core.testing.tiny import COMPONENT_KEYS, TinyRun, train_tiny
 
 #: The check for each kind of component (the keys of ``tel_core.registry.KINDS``).
 CHECKS = {
@@ -45,6 +45,7 @@ CHECKS = {
 
 __all__ = [
     "CHECKS",
+    "COMPONENT_KEYS",
     "LOOP_METRICS",
     "SAMPLE_TEXTS",
     "ConformanceError",

@@ -44,9 +44,9 @@ def check_tokenizer(
     ``tel_core.interfaces.Tokenizer`` with a positive int ``vocab_size``; encode gives a
     list of ints or a 1-D integer array, every id in ``[0, vocab_size)``; ``decode(encode
     (text)) == text`` for each of ``texts`` (ASCII and non-ASCII by default); the empty
-    text; ``count_bytes`` counts UTF-8 bytes; ``eos_id`` is None or a valid id; the
-    ``state_dict`` survives JSON and restores a fresh tokenizer; two tokenizers fitted
-    alike agree.
+    text; ``count_bytes`` counts UTF-8 bytes, also of any piece of a text's ids; ``eos_id``
+    is None or a valid id; the ``state_dict`` survives JSON and restores a fresh
+    tokenizer; two tokenizers fitted alike agree.
 
     Raises ``ConformanceError`` naming the check and what broke.
     """
@@ -90,6 +90,19 @@ def check_tokenizer(
         for text, ids in encoded.items():
             if (count := tokenizer.count_bytes(ids)) != len(text.encode("utf-8")):
                 fail(f"count_bytes gave {count} for {text!r}, not its UTF-8 length")
+    with s.check("count_bytes of a window"):
+        # Evaluation windows are cut anywhere in the token stream, also between the bytes
+        # of one character: the bytes of the two pieces must add up to the whole's.
+        for text, ids in encoded.items():
+            total = tokenizer.count_bytes(ids)
+            for k in range(1, len(ids)):
+                head, tail = tokenizer.count_bytes(ids[:k]), tokenizer.count_bytes(ids[k:])
+                if head + tail != total:
+                    fail(
+                        f"the first {k} ids of {_short(text)} count {head} bytes and the rest "
+                        f"{tail}, not {total} together; count the bytes each id stands for "
+                        f"(decoding part of a character gives a replacement character)"
+                    )
     with s.check("eos_id"):
         eos = tokenizer.eos_id
         if eos is not None and not (isinstance(eos, int) and 0 <= eos < size):

@@ -62,11 +62,11 @@ def train_tiny(
 
     ``components`` choose parts by name, or by a table of name and options, as in an
     experiment file: ``train_tiny(tmp_path, norm="scalenorm", attention={"name": "x",
-    "heads_mix": True})``; keys are those of ``COMPONENT_KEYS``. Anything else in the
-    experiment can be changed through ``config`` (merged as an ``extends`` child would
-    be). By default the run reads a small text written into ``directory``, with the char
-    tokenizer and AdamW at a constant learning rate. A loss that stops being finite
-    raises ``TelError``, as in ``tel run``.
+    "heads_mix": True})``; keys are those of ``tel_core.testing.COMPONENT_KEYS``.
+    Anything else in the experiment can be changed through ``config`` (merged as an
+    ``extends`` child would be). By default the run reads a small text written into
+    ``directory``, with the char tokenizer and AdamW at a constant learning rate. A loss
+    that stops being finite raises ``TelError``, as in ``tel run``.
     """
     unknown = set(components) - set(COMPONENT_KEYS)
     if unknown:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from tel_core.errors import ConfigError
 from tel_core.interfaces import ScheduleContext
 from tel_core.testing import check_schedule
 from tel_plugins.schedules.cosine import CosineOptions, cosine
@@ -31,3 +32,10 @@ def test_decay_steps_may_differ_from_max_steps():
         CosineOptions(warmup_steps=0, min_lr=0.0, decay_steps=50), ScheduleContext(1.0, 100)
     )
     assert lr_at(50) == 0.0 and lr_at(99) == 0.0
+
+
+def test_a_floor_above_the_peak_is_refused():
+    with pytest.raises(ConfigError, match=r"\[schedule\] min_lr \(0\.01\) is above the peak"):
+        cosine(CosineOptions(min_lr=1e-2), ScheduleContext(1e-3, 10))
+    flat = cosine(CosineOptions(warmup_steps=0, min_lr=1e-3), ScheduleContext(1e-3, 10))
+    assert [flat(s) for s in range(10)] == [1e-3] * 10  # a floor at the peak: constant
