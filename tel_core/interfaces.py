@@ -10,9 +10,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tel_core.media import Histogram
 
 Split = Literal["train", "val"]
 
@@ -207,13 +212,20 @@ class Tokenizer(abc.ABC):
 
 
 class Logger(abc.ABC):
-    """Receives metrics and text while a run trains."""
+    """Receives metrics and text while a run trains, and what probes hand out."""
 
     @abc.abstractmethod
     def log(self, step: int, metrics: Mapping[str, float]) -> None: ...
 
     def log_text(self, step: int, name: str, text: str) -> None:  # noqa: B027
         """Free text such as a generated sample or a notice. Ignored by default."""
+
+    def log_histogram(self, step: int, name: str, histogram: Histogram) -> None:  # noqa: B027
+        """A probe's histogram (``tel_core.media.Histogram``: edges and counts). Ignored by
+        default."""
+
+    def log_image(self, step: int, name: str, image: np.ndarray) -> None:  # noqa: B027
+        """A probe's image: a uint8 numpy array (height, width, 3 or 4). Ignored by default."""
 
     def close(self) -> None:  # noqa: B027
         """Flush and release everything. Called once, also when a run fails."""

@@ -177,3 +177,33 @@ def test_every_shipped_sweep_plans_three_seeds_of_valid_members(path, registry, 
 
 def _sets(overrides):
     return [item.split("=", 1) for item in overrides]
+
+
+def test_the_probes_experiment_records_what_every_probe_measures(tmp_path, registry):
+    """experiments/probes.toml: per-layer gradient norms, activation statistics, attention
+    entropy, distance histograms and heatmaps, accuracy and stability, on its last step."""
+    import json
+
+    experiment = load_experiment(EXPERIMENTS / "probes.toml", FAST, registry=registry)
+    run(experiment, tmp_path / "run", registry)
+    probes = tmp_path / "run" / "probes"
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    keys = set().union(*records)
+    layers = experiment.model.n_layers
+    for i in range(layers):
+        assert {
+            f"grad_norm/blocks.{i}.attn",
+            f"grad_norm/blocks.{i}.ffn",
+            f"update_ratio/blocks.{i}",
+            f"act/rms/layer{i}",
+            f"act/kurtosis/layer{i}",
+            f"attn/entropy/layer{i}",
+            f"attn/distance/layer{i}",
+            f"attn/sink/layer{i}",
+        } <= keys, i
+        assert (probes / f"attn/heatmap/layer{i}" / "step_0000002.png").is_file()
+    assert {"grad_norm/token_embedding", "time/probes_s", "val/accuracy"} <= keys
+    assert {"stability/loss_spikes", "stability/grad_spikes", "stability/clip_rate"} <= keys
+    histograms = {json.loads(line)["name"] for line in (probes / "histograms.jsonl").open()}
+    assert {f"attn/distance_hist/layer{i}" for i in range(layers)} <= histograms
+    assert any(name.startswith("grad_hist/") for name in histograms)
