@@ -177,6 +177,7 @@ class Experiment:
     train: TrainConfig = attrs.field(factory=TrainConfig)
     sample: SampleConfig = attrs.field(factory=SampleConfig)
     loggers: tuple[Selection, ...] = components("logger", defaults=("console",))
+    probes: tuple[Selection, ...] = components("probe", defaults=())
 
 
 def selections(obj: Any, path: str = "") -> list[tuple[str, str, Selection]]:

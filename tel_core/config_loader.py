@@ -325,6 +325,13 @@ class _Structurer:
             where=lambda kind: self.where(("model", kind)),
         )
 
+    def check_probes(self, experiment: Experiment) -> None:
+        """Run the probes' checks: what a probe cannot measure fails now, not at step 500."""
+        if experiment.probes:
+            from tel_core.probing import check_probes
+
+            check_probes(experiment, self.registry, lambda i: self.where(("probes", str(i))))
+
     def _unknown_key(
         self, key: str, fields: dict[str, attrs.Attribute], path: KeyPath, owner: str
     ) -> None:
@@ -346,6 +353,7 @@ def structure(layers: Sequence[Layer], registry: Registry) -> Experiment:
     structurer = _Structurer(layers, registry)
     experiment = structurer.table(Experiment, merged, ())
     structurer.check_model(experiment)
+    structurer.check_probes(experiment)
     return experiment
 
 

@@ -140,7 +140,7 @@ def split_tokens(loaded: LoadedRun, split: str, other_data: bool) -> tuple[Any, 
     if other_data:
         return tokenize_documents(dataset.documents(split), loaded.tokenizer)
     fresh = loaded.registry.build("tokenizer", exp.data.tokenizer)
-    splits = prepare_tokens(exp.data, dataset, fresh)
+    splits = prepare_tokens(exp.data, dataset, fresh, loaded.registry)
     if fresh.state_dict() != loaded.tokenizer.state_dict():
         raise TelError(
             f"the tokenizer fitted on {exp.data.dataset.name!r} now differs from the run's "

@@ -1,7 +1,9 @@
 """Scoring a model on fixed rows: the loop's evaluation, and `tel eval`'s.
 
 One function, so that a checkpoint evaluated after training on the run's validation rows
-gives exactly the ``val/*`` numbers the run logged.
+gives exactly the ``val/*`` numbers the run logged. A dataset that declares its optimum
+(``tel_core.interfaces.Optimum``) adds the excess over it and, for a task with answers,
+the loss and accuracy on the answer targets alone.
 """
 
 from __future__ import annotations
@@ -28,16 +30,18 @@ def score_sums(
     autocast: Callable[[], AbstractContextManager] = nullcontext,
     rank: int = 0,
     world_size: int = 1,
+    answers: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     by_position: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sums over this process's share of ``batches`` (every ``world_size``-th piece):
-    float64 (loss in nats, real targets, top-1 hits, top-5 hits). Sum them over the
-    processes, then hand them to ``metrics``.
+    float64 (loss in nats, real targets, top-1 hits, top-5 hits, then the same three
+    for the answer targets that ``answers(inputs, targets)`` marks, if given). Sum them
+    over the processes, then hand them to ``metrics``.
 
     ``by_position``, a float64 (2, T) tensor, if given, gathers the loss and the number of
     real targets at each position of the rows: the loss by position in the context.
     """
-    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    sums = torch.zeros(7, dtype=torch.float64, device=device)
     for i, (x, y) in enumerate(batches):
         if i % world_size != rank:
             continue
@@ -45,7 +49,7 @@ def score_sums(
         with autocast():
             logits = model(x)
         real = y != IGNORE_INDEX
-        losses = token_losses(logits, y)
+        losses = token_losses(logits, y)  # (B, T), 0 where padded
         sums[0] += losses.sum()
         sums[1] += real.sum()
         if by_position is not None:
@@ -55,6 +59,11 @@ def score_sums(
         hits = (top == y.unsqueeze(-1)) & real.unsqueeze(-1)
         sums[2] += hits[..., 0].sum()
         sums[3] += hits.any(dim=-1).sum()
+        if answers is not None:
+            marked = answers(x, y).to(device) & real
+            sums[4] += losses[marked].sum()
+            sums[5] += marked.sum()
+            sums[6] += hits[..., 0][marked].sum()
     return sums
 
 
@@ -67,13 +76,16 @@ def target_bytes(tokenizer: Tokenizer, batches: Sequence[tuple[torch.Tensor, tor
     )
 
 
-def metrics(sums: torch.Tensor | Sequence[float], n_bytes: int) -> dict[str, float]:
-    """The ``val/*`` metrics from ``score_sums`` (summed over processes) and the bytes
-    of text behind the real targets."""
-    total, count, top1, top5 = (float(v) for v in sums)
+def metrics(
+    sums: torch.Tensor | Sequence[float], n_bytes: int, optimum_bits: float | None = None
+) -> dict[str, float]:
+    """The ``val/*`` metrics from ``score_sums`` (summed over processes), the bytes of
+    text behind the real targets, and the dataset's optimum in bits per token, if known."""
+    values = [float(v) for v in sums]
+    total, count, top1, top5 = values[:4]
     count = max(count, 1.0)
     loss = total / count
-    return {
+    out = {
         "val/loss": loss,
         "val/ppl": math.exp(min(loss, 50.0)),
         "val/bits_per_token": loss / math.log(2),
@@ -81,3 +93,10 @@ def metrics(sums: torch.Tensor | Sequence[float], n_bytes: int) -> dict[str, flo
         "val/accuracy": top1 / count,
         "val/accuracy_top5": top5 / count,
     }
+    if optimum_bits is not None:
+        out["val/excess_bits_per_token"] = out["val/bits_per_token"] - optimum_bits
+    if len(values) > 4 and values[5] > 0:
+        answer_loss, answer_count, answer_hits = values[4:7]
+        out["val/answer_loss"] = answer_loss / answer_count
+        out["val/answer_accuracy"] = answer_hits / answer_count
+    return out

@@ -12,10 +12,11 @@ rejecting unknown keys, and passes the instance to the factory as its first argu
 callback (rather than a return value) lets one plugin register many components and lets
 these hooks grow new keyword arguments without breaking existing plugins.
 
-``check(options, ctx: tel_core.interfaces.ModelContext) -> None`` (model components
-only: attention, positional, norm, ffn) rejects a combination that the options class
-alone cannot judge, because it depends on the rest of the model (``n_kv_heads`` must
-divide ``n_heads``; RoPE must rotate an even number of head dims). It raises
+``check(options, ctx: tel_core.interfaces.ModelContext) -> None`` (model components:
+attention, positional, norm, ffn; probes too, with a ``tel_core.probes.ProbeSetup``)
+rejects a combination that the options class alone cannot judge, because it depends on
+the rest of the model (``n_kv_heads`` must divide ``n_heads``; RoPE must rotate an even
+number of head dims). It raises
 ``ValueError`` (or ``ConfigError``) with one line naming the keys, e.g. ``"n_kv_heads
 (3) must divide n_heads (4)"``. The config loader runs every selected component's check
 right after reading the experiment, before any tensor is built, and puts the file and
@@ -50,8 +51,12 @@ def register_datasets(register: Register) -> None:
     """Register datasets: sources of text documents.
 
     ``factory(options, ctx: tel_core.interfaces.DataContext) -> tel_core.interfaces.Dataset``.
-    A dataset yields documents (str) for the splits ``"train"`` and ``"val"``; the split
-    must be deterministic (same documents in the same order on every call).
+    A dataset yields documents for the splits ``"train"`` and ``"val"``; the split must
+    be deterministic (same documents in the same order on every call). A document is a
+    str, or an iterable of str parts when it is too long to hold at once; parts are
+    tokenized one by one, so cut them where the tokenizer cuts anyway. ``fingerprint()``
+    (the content, for the token cache), ``token_budget(split)`` and ``optimum(ctx)`` (the
+    best reachable loss of a synthetic task) are optional.
     """
 
 
@@ -61,7 +66,8 @@ def register_tokenizers(register: Register) -> None:
 
     ``factory(options) -> tel_core.interfaces.Tokenizer``. ``decode(encode(text))`` must
     give ``text`` back for any text the tokenizer was fitted on, and every id must be below
-    ``vocab_size``.
+    ``vocab_size``. ``encode_batch(texts)`` may encode many texts at once (in parallel);
+    ``fingerprint()`` names what decides the ids beyond the options and the training split.
     """
 
 
@@ -148,6 +154,23 @@ def register_loggers(register: Register) -> None:
 
     ``factory(options, ctx: tel_core.interfaces.LoggerContext) -> tel_core.interfaces.Logger``.
     ``log(step, metrics)`` receives a flat mapping of metric name to int or float;
-    ``close()`` flushes everything. The run directory's ``metrics.jsonl`` is written by
-    the core whatever loggers are chosen.
+    ``log_text``, ``log_histogram`` and ``log_image`` (probes' results) are optional and
+    ignored by default; ``close()`` flushes everything. The run directory's
+    ``metrics.jsonl`` (and ``probes/``) is written by the core whatever loggers are chosen.
+    """
+
+
+@hookspec
+def register_probes(register: Register) -> None:
+    """Register probes: measurements taken inside a run on the probe's own steps.
+
+    ``factory(options, ctx: tel_core.probes.ProbeContext) -> tel_core.probes.Probe``,
+    with an options class that subclasses ``tel_core.probes.ProbeOptions`` (``every``:
+    the probe runs every that many steps and on the last one). On those steps the loop
+    calls ``after_backward(step)`` (gradients in place, before clipping),
+    ``after_update(update)`` and ``evaluate(batch)`` (the model in eval mode on a fixed
+    validation batch); each returns a ``tel_core.probes.Report`` (scalars, histograms,
+    images, text) or None. A probe never changes the model, its gradients, its mode or
+    the random state, and leaves no hook installed. ``check(options, setup:
+    tel_core.probes.ProbeSetup)`` rejects at load time what the probe cannot measure.
     """

@@ -60,7 +60,8 @@ def component_info(component: Component) -> dict[str, Any]:
         **_source(component.source),
         "factory": _qualified(component.factory),
         "options_class": _qualified(component.options),
-        # The check of a model component, run on the whole model before anything is built.
+        # The check of a model component (run on the whole model before anything is
+        # built) or of a probe (run on the experiment at load time).
         "check": _qualified(check) if (check := getattr(component, "check", None)) else None,
         "options": [
             {

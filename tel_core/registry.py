@@ -35,10 +35,14 @@ KINDS: dict[str, str] = {
     "optimizer": "register_optimizers",
     "schedule": "register_schedules",
     "logger": "register_loggers",
+    "probe": "register_probes",
 }
 
 #: The kinds built with a ``ModelContext``: the only ones whose ``check`` the core runs.
 MODEL_KINDS = ("attention", "positional", "norm", "ffn")
+#: The kinds that may register a ``check``: model components, and probes (whose check
+#: receives a ``tel_core.probes.ProbeSetup``).
+CHECKED_KINDS = (*MODEL_KINDS, "probe")
 
 
 @attrs.frozen
@@ -306,10 +310,10 @@ class Registry:
             raise PluginError(f"{source}: the options of {kind} {name!r} must be an attrs class")
         if check is not None and not callable(check):
             raise PluginError(f"{source}: the check of {kind} {name!r} is not callable")
-        if check is not None and kind not in MODEL_KINDS:
+        if check is not None and kind not in CHECKED_KINDS:
             raise PluginError(
                 f"{source}: {kind} {name!r} has a check, but checks run only for "
-                f"{', '.join(MODEL_KINDS)}"
+                f"{', '.join(CHECKED_KINDS)}"
             )
         component = Component(kind, name, factory, options, source, check)
         if name in into:

@@ -7,6 +7,7 @@ runs/<name>/
     tokenizer.json   what the tokenizer learned (e.g. the char vocabulary)
     checkpoints/     latest.pt, best.pt, step_XXXXXXX.pt (see tel_core.checkpoint)
     samples.txt      text generated at the end
+    probes/          what the probes saw (see tel_core.probe_records)
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ PACKAGES = ("torch", "numpy", "pluggy", "attrs", "cattrs", "rich")
 
 #: What a run writes into its directory: all of it goes when a run is replaced.
 RUN_FILES = ("config.toml", "manifest.json", "metrics.jsonl", "tokenizer.json", "samples.txt")
+#: The folder of the probes' histograms, images and text (tel_core.probe_records).
+PROBES_DIR = "probes"
 
 
 def holds_a_run(run_dir: Path) -> bool:
@@ -77,6 +80,17 @@ def run_dir_errors(run_dir: Path) -> Iterator[None]:
         raise TelError(f"cannot write the run directory: {where}: {exc.strerror or exc}") from exc
 
 
+def truncate_probe_records(run_dir: Path, step: int) -> None:
+    """Drop the probes' records and images after ``step`` (a resumed run trains those
+    steps again)."""
+    for records in (run_dir / PROBES_DIR).glob("*.jsonl"):
+        truncate_metrics(records, step)
+    for image in (run_dir / PROBES_DIR).glob("**/step_*.png"):
+        stem = image.stem.removeprefix("step_")
+        if stem.isdigit() and int(stem) > step:
+            image.unlink()
+
+
 def clear_run_dir(run_dir: Path) -> None:
     """Delete the previous run's files and checkpoints (``--overwrite``).
 
@@ -87,6 +101,7 @@ def clear_run_dir(run_dir: Path) -> None:
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run_dir / PROBES_DIR, ignore_errors=True)
 
 
 def truncate_metrics(path: Path, step: int) -> None:

@@ -12,8 +12,10 @@ A step, in order:
 2. draw the step's batch;
 3. forward and backward each micro-batch, under autocast (``tel_core.precision``), DDP's
    gradient all-reduce only on the last one (``tel_core.distributed``);
-4. unscale (fp16), measure the gradient norm and clip;
-5. update, unless the loss or gradient is not finite (``nonfinite``);
+4. unscale (fp16), then the probes due look at the gradients (``tel_core.probing``);
+   measure the gradient norm and clip;
+5. update, unless the loss or gradient is not finite (``nonfinite``), then the probes due
+   look again (after the update, and on a fixed validation batch);
 6. log, evaluate and checkpoint when due (``tel_core.checkpoint``);
 7. stop here if Ctrl-C or SIGTERM asked to (``tel_core.stopping``).
 """
@@ -53,11 +55,13 @@ from tel_core.errors import ConfigError, TelError, one_line
 from tel_core.evaluation import metrics as val_metrics
 from tel_core.evaluation import score_sums, target_bytes
 from tel_core.generate import generate
-from tel_core.interfaces import DataContext, LoggerContext, ScheduleContext
+from tel_core.interfaces import DataContext, LoggerContext, OptimumContext, ScheduleContext
 from tel_core.loss import step_loss
 from tel_core.mfu import device_peak, mfu
 from tel_core.model import build_model, parameter_groups
 from tel_core.precision import Precision, native_bf16
+from tel_core.probes import ProbeContext
+from tel_core.probing import Probes, build_probes
 from tel_core.registry import Registry, default_registry
 from tel_core.rng import rng_state, seed_everything, set_rng_state
 from tel_core.rundir import (
@@ -68,6 +72,7 @@ from tel_core.rundir import (
     prepare_run_dir,
     run_dir_errors,
     truncate_metrics,
+    truncate_probe_records,
     write_config,
     write_manifest,
 )
@@ -112,11 +117,13 @@ class Meter:
     seconds: float = 0.0
     tokens: int = 0
     steps: int = 0
+    probe_seconds: float = 0.0  # spent in probes: not part of seconds
 
-    def add(self, seconds: float, tokens: int) -> None:
+    def add(self, seconds: float, tokens: int, probe_seconds: float = 0.0) -> None:
         self.seconds += seconds
         self.tokens += tokens
         self.steps += 1
+        self.probe_seconds += probe_seconds
 
 
 class Trainer:
@@ -160,6 +167,7 @@ class Trainer:
             self._build_data()
             self._build_model()
             self._build_optimizer()
+            self._build_probes()  # on every process: a probe may need all of them
             if checkpoint is not None:
                 self.load_state_dict(checkpoint)
             if self.world.is_main:  # one process writes the run directory and logs
@@ -180,7 +188,10 @@ class Trainer:
         self.tokenizer = self.registry.build("tokenizer", cfg.data.tokenizer)
         # Under torchrun one process per machine tokenizes; the others read its cache.
         with self.world.local_main_first():
-            self.splits = splits = prepare_tokens(cfg.data, dataset, self.tokenizer)
+            progress = self.world.local_rank == 0
+            self.splits = splits = prepare_tokens(
+                cfg.data, dataset, self.tokenizer, self.registry, progress=progress
+            )
         for split, tokens in (("train", splits.train), ("val", splits.val)):
             check_length(tokens, cfg.data.block_size, split, cfg.data.dataset.name)
         mode, block = cfg.data.batching, cfg.data.block_size
@@ -188,6 +199,8 @@ class Trainer:
             mode, splits.train, splits.train_offsets, block, cfg.seed, "train"
         )
         self.val_batches = validation_rows(cfg, splits.val, splits.val_offsets)
+        # A synthetic task may know the best reachable loss: evaluations report the excess.
+        self.optimum = dataset.optimum(OptimumContext(self.tokenizer, block, mode))
         # Encoded now, so that a prompt the tokenizer refuses fails before training, not after.
         try:
             self.prompt_ids = list(self.tokenizer.encode(cfg.sample.prompt)) or [0]
@@ -239,6 +252,27 @@ class Trainer:
             "schedule", cfg.schedule, ScheduleContext(base_lr, train.max_steps)
         )
 
+    def _build_probes(self) -> None:
+        cfg = self.exp
+        ctx = ProbeContext(
+            self.model,
+            self.tokenizer.vocab_size,
+            cfg.data.block_size,
+            cfg.train.max_steps,
+            self.device,
+            self.world,
+        )
+        self.probes = Probes(
+            build_probes(cfg, self.registry, ctx),
+            ctx,
+            val_batch=self.val_batches[0],
+            autocast=self.precision.autocast,
+            log=self.log,
+            loggers=self.loggers,  # filled by _build_loggers, on rank 0
+            run_dir=self.run_dir,
+            name=cfg.name,
+        )
+
     def _build_loggers(self) -> None:
         exp = self.exp
         ctx = LoggerContext(
@@ -254,6 +288,7 @@ class Trainer:
                 clear_run_dir(self.run_dir)
             if resumed_from is not None:  # the steps after the checkpoint are trained again
                 truncate_metrics(self.run_dir / "metrics.jsonl", resumed_from)
+                truncate_probe_records(self.run_dir, resumed_from)
             self._write_run_files(resumed_from)
             self.metrics = MetricsFile(self.run_dir / "metrics.jsonl")
 
@@ -337,6 +372,7 @@ class Trainer:
             batch = batch.pin_memory()
         step_total = self.accumulate(batch)
         self.precision.unscale(self.optimizer)
+        self.probes.after_backward(step)  # nothing at all unless a probe is due
         norm = torch.nn.utils.get_total_norm(
             [p.grad for p in self.model.parameters() if p.grad is not None]
         )
@@ -368,15 +404,17 @@ class Trainer:
         first = self.progress.step + 1
         with StopSignals() as signals:
             for step in range(first, train.max_steps + 1):
-                t0 = time.perf_counter()
+                t0, probe_s = time.perf_counter(), self.probes.seconds
                 result = self.train_step(step)
-                seconds = time.perf_counter() - t0
+                self.probes.after_step(step, result)
+                probe_s = self.probes.seconds - probe_s
+                seconds = time.perf_counter() - t0 - probe_s  # tokens/s leaves probes out
                 if step == first and train.compile:
                     self.info(f"{self.exp.name}: the first step (compiling) took {seconds:.1f} s")
                 self.progress.step = step
                 self.progress.tokens += result.tokens
                 self.progress.elapsed_s = time.perf_counter() - started
-                meter.add(seconds, result.tokens)
+                meter.add(seconds, result.tokens, probe_s)
                 if not result.finite:
                     self.nonfinite(step, result)
                 last = step == train.max_steps
@@ -402,6 +440,7 @@ class Trainer:
     def train_metrics(self, result: StepResult, meter: Meter) -> dict[str, float]:
         """The metrics of a log line: the step's own, and rates since the last line."""
         tokens_per_s = meter.tokens / meter.seconds
+        probes = {"time/probes_s": meter.probe_seconds} if self.probes else {}
         return {
             "train/loss": result.loss,
             "train/lr": result.lr,
@@ -409,6 +448,7 @@ class Trainer:
             "train/clipped": int(result.clipped),
             "train/skipped": int(not result.updated),
             "train/tokens": self.progress.tokens,  # real target tokens, padding excluded
+            "train/epoch": self.progress.tokens / len(self.splits.train),  # passes over train
             "train/tokens_per_step": result.tokens,
             "train/tokens_per_s": tokens_per_s,
             "train/tflops": tokens_per_s * self.flops_per_token / 1e12,
@@ -416,6 +456,7 @@ class Trainer:
             "time/step_s": meter.seconds / meter.steps,
             "time/elapsed_s": self.progress.elapsed_s,
             "mem/peak_mb": peak_memory_mb(self.device),
+            **probes,  # seconds spent in probes since the last line
         }
 
     def nonfinite(self, step: int, result: StepResult) -> None:
@@ -464,9 +505,11 @@ class Trainer:
             self.precision.autocast,
             self.world.rank,
             self.world.world_size,
+            answers=self.optimum and self.optimum.answers,
         )
         self.model.train()
-        return val_metrics(self.world.sum(sums).tolist(), self.val_bytes)
+        optimum_bits = self.optimum and self.optimum.bits_per_token
+        return val_metrics(self.world.sum(sums).tolist(), self.val_bytes, optimum_bits)
 
     def sample(self, step: int) -> str:
         cfg = self.exp.sample
@@ -526,6 +569,7 @@ class Trainer:
             "tokens": self.progress.tokens,
             "elapsed_s": self.progress.elapsed_s,
             "config": to_dict(self.exp),
+            "probes": self.probes.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -535,6 +579,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.precision.load_state_dict(state["scaler"])
             self.sampler.load_state_dict(state["data"])
+            self.probes.load_state_dict(state.get("probes", {}))
             states = state["rng"]
             set_rng_state(states[self.world.rank % len(states)])
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:

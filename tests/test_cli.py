@@ -109,6 +109,7 @@ def test_plugins_lists_every_kind():
         "optimizer",
         "schedule",
         "logger",
+        "probe",
     }
     rope = next(c for c in listing["positional"] if c["name"] == "rope")
     assert rope["distribution"] == "tel" and rope["module"] == "tel_plugins.positional.rope"

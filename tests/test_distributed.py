@@ -51,6 +51,12 @@ def padded_experiment(directory: Path) -> Path:
     tiny["data"]["dataset"].update(paths=[str(directory / "paragraphs.txt")], separator="\n\n")
     tiny["data"]["batching"] = "pad"
     tiny["train"].update(batch_size=8, micro_batch_size=2, max_steps=10, eval_every=5)
+    # Probes: every process takes part (gradients after the all-reduce), rank 0 writes.
+    tiny["probes"] = [
+        {"name": "grad_norms", "every": 5},
+        {"name": "activations", "every": 5},
+        {"name": "stability"},
+    ]
     path = directory / "ddp.toml"
     path.write_text(tomli_w.dumps(tiny))
     return path
@@ -73,7 +79,8 @@ def test_two_processes_train_like_one(tmp_path, two_processes):
     one = tel_run(str(padded_file), "--run-dir", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr
 
-    for key in ("train/loss", "train/grad_norm", "val/loss"):
+    probe_keys = ("grad_norm/blocks.0.attn", "update_ratio/blocks.1.ffn", "act/rms/layer1")
+    for key in ("train/loss", "train/grad_norm", "val/loss", *probe_keys, "stability/loss_avg"):
         a, b = curve(tmp_path / "one", key), curve(tmp_path / "two", key)
         assert len(a) == len(b) > 0
         assert max(abs(x - y) for x, y in zip(a, b, strict=True)) <= 1e-5, key
@@ -81,12 +88,15 @@ def test_two_processes_train_like_one(tmp_path, two_processes):
     assert curve(tmp_path / "two", "train/tokens") == curve(tmp_path / "one", "train/tokens")
     # Rank 0 alone logs and writes the run directory.
     assert [r["step"] for r in records(tmp_path / "two") if "train/loss" in r] == list(range(1, 11))
+    assert [r["step"] for r in records(tmp_path / "two") if "act/rms/layer0" in r] == [5, 10]
     manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
     assert manifest["processes"] == 2 and manifest["accumulation_steps"] == 2
     # Scored on the validation set one process uses: it depends on neither count.
     single = json.loads((tmp_path / "one" / "manifest.json").read_text())
     assert manifest["validation"] == single["validation"]
-    assert two.stdout.count("tokenizing") == two.stdout.count("val loss") == 1
+    # One process tokenizes and says so (a line, then a summary per split), and logs.
+    assert sum(line.startswith("tiny: tokenizing") for line in two.stdout.splitlines()) == 1
+    assert two.stdout.count("tokenizing train:") == two.stdout.count("val loss") == 1
 
 
 def test_one_process_under_torchrun_takes_the_data_parallel_path(tmp_path, two_processes):

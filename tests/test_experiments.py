@@ -1,7 +1,12 @@
-"""The shipped experiments: every file trains, and each family varies only its ablation."""
+"""The shipped experiments: every file trains, and each family varies only its ablation.
+
+The GPU recipes (tinystories, wikipedia_gpt2) need the network: here they train on
+local files that stand in for the Hub, through --set overrides, on a shrunk model.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +19,8 @@ from .conftest import EXPERIMENTS
 
 SWEEPS = sorted((EXPERIMENTS / "sweeps").glob("*.toml"))  # sweep files, not experiments
 FILES = sorted(set(EXPERIMENTS.rglob("*.toml")) - set(SWEEPS))
+#: Folders of experiments that are not ablation families of the baseline.
+NOT_FAMILIES = {"synthetic", "sweeps"}
 #: Each family, and the keys its members may change relative to the baseline.
 FAMILIES: dict[str, tuple[str, ...]] = {
     "positional": ("model.positional",),
@@ -55,11 +62,58 @@ def under(key: str, prefixes: tuple[str, ...]) -> bool:
     return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
+#: A model small enough for the recipes' two CPU steps (their shapes are for a GPU).
+SHRINK = [
+    "model.n_layers=1",
+    "model.d_model=64",
+    "model.n_heads=2",
+    "data.block_size=32",
+    "train.compile=false",
+    "train.micro_batch_size=2",
+]
+
+
+def local_stand_ins(tmp_path: Path) -> dict[str, list[str]]:
+    """--set overrides that point each file needing the network at local files."""
+    stories = [{"text": f"Once upon a time, story {i} had a fox and a crow."} for i in range(200)]
+    train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
+    train.write_text("".join(json.dumps(s) + "\n" for s in stories[:180]))
+    val.write_text("".join(json.dumps(s) + "\n" for s in stories[180:]))
+    # A GPT-2-shaped tokenizer.json (byte-level BPE, <|endoftext|>) in place of the Hub's.
+    from tel_plugins.tokenizers.bpe import BpeOptions, BpeTokenizer
+
+    gpt2 = BpeTokenizer(BpeOptions(vocab_size=300))
+    gpt2.fit(iter(s["text"] for s in stories))
+    (tmp_path / "tokenizer.json").write_text(json.dumps(gpt2.state_dict()["tokenizer"]))
+    files = f'data.dataset.data_files=["{train.as_posix()}"]'
+    return {
+        "tinystories.toml": [
+            *SHRINK,
+            'data.dataset.path="json"',
+            files,
+            f'data.dataset.val_data_files=["{val.as_posix()}"]',
+            "data.tokenizer.vocab_size=300",
+        ],
+        "wikipedia_gpt2.toml": [
+            *SHRINK,
+            'data.dataset.path="json"',
+            'data.dataset.config=""',
+            files,
+            "data.val_fraction=0.1",
+            'data.tokenizer.pretrained=""',
+            f'data.tokenizer.path="{(tmp_path / "tokenizer.json").as_posix()}"',
+        ],
+        "markov.toml": ["data.dataset.train_symbols=20000", "data.dataset.val_symbols=5000"],
+        "recall.toml": ["data.dataset.train_episodes=200", "data.dataset.val_episodes=50"],
+    }
+
+
 @pytest.mark.parametrize("path", FILES, ids=ident)
 def test_every_experiment_file_trains(path, tmp_path, registry, corpus):
     overrides = list(FAST)
     if path.name == "shakespeare_char.toml":  # no download in the tests
         overrides.append(f'data.dataset.paths=["{corpus.as_posix()}"]')
+    overrides += local_stand_ins(tmp_path).get(path.name, [])
     experiment = load_experiment(path, overrides, registry=registry)
     result = run(experiment, tmp_path / "run", registry)
     assert result.steps == 2 and result.final_val_loss > 0
@@ -68,7 +122,7 @@ def test_every_experiment_file_trains(path, tmp_path, registry, corpus):
 def test_every_family_is_shipped_with_at_least_two_members():
     for family in FAMILIES:
         assert len(list((EXPERIMENTS / family).glob("*.toml"))) >= 2, family
-    folders = {p.name for p in EXPERIMENTS.iterdir() if p.is_dir()} - {"sweeps"}
+    folders = {p.name for p in EXPERIMENTS.iterdir() if p.is_dir()} - NOT_FAMILIES
     assert folders == set(FAMILIES), "a family folder without its entry in FAMILIES"
 
 
@@ -123,3 +177,33 @@ def test_every_shipped_sweep_plans_three_seeds_of_valid_members(path, registry, 
 
 def _sets(overrides):
     return [item.split("=", 1) for item in overrides]
+
+
+def test_the_probes_experiment_records_what_every_probe_measures(tmp_path, registry):
+    """experiments/probes.toml: per-layer gradient norms, activation statistics, attention
+    entropy, distance histograms and heatmaps, accuracy and stability, on its last step."""
+    import json
+
+    experiment = load_experiment(EXPERIMENTS / "probes.toml", FAST, registry=registry)
+    run(experiment, tmp_path / "run", registry)
+    probes = tmp_path / "run" / "probes"
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    keys = set().union(*records)
+    layers = experiment.model.n_layers
+    for i in range(layers):
+        assert {
+            f"grad_norm/blocks.{i}.attn",
+            f"grad_norm/blocks.{i}.ffn",
+            f"update_ratio/blocks.{i}",
+            f"act/rms/layer{i}",
+            f"act/kurtosis/layer{i}",
+            f"attn/entropy/layer{i}",
+            f"attn/distance/layer{i}",
+            f"attn/sink/layer{i}",
+        } <= keys, i
+        assert (probes / f"attn/heatmap/layer{i}" / "step_0000002.png").is_file()
+    assert {"grad_norm/token_embedding", "time/probes_s", "val/accuracy"} <= keys
+    assert {"stability/loss_spikes", "stability/grad_spikes", "stability/clip_rate"} <= keys
+    histograms = {json.loads(line)["name"] for line in (probes / "histograms.jsonl").open()}
+    assert {f"attn/distance_hist/layer{i}" for i in range(layers)} <= histograms
+    assert any(name.startswith("grad_hist/") for name in histograms)

@@ -96,3 +96,16 @@ def test_a_model_without_a_counterpart_is_one_line(tmp_path, registry_once, chan
         export_run(load_run(run_dir, registry=registry_once), "hf", tmp_path / "hf")
     assert fragment in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "hf").exists()
+
+
+def test_a_run_with_a_bpe_tokenizer_exports_it(tmp_path, registry_once):
+    bpe = {"data": {"tokenizer": {"name": "bpe", "vocab_size": 300}}}
+    config = {"train": {"max_steps": 1, "eval_every": 1, "eval_batches": 1}, **GPT2, **bpe}
+    run_dir = train_run(tmp_path, registry_once, config)
+    loaded = load_run(run_dir, registry=registry_once, device="cpu")
+    export_run(loaded, "hf", tmp_path / "hf")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    text = "12: the lazy dog jumps\n"
+    assert len(loaded.encode(text)) < len(text.encode())  # merges, not bytes
+    assert tokenizer(text)["input_ids"] == loaded.encode(text)
+    assert tokenizer.eos_token_id == loaded.tokenizer.eos_id

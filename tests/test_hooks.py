@@ -55,7 +55,10 @@ def test_every_kind_has_a_kit_check_that_is_itself_tested(kind):
 
 @pytest.mark.parametrize(("kind", "name"), builtin_components())
 def test_every_builtin_has_its_own_test_module_using_the_kit(kind, name):
-    path = ROOT / "tests" / "plugins" / f"test_{name}.py"
+    # Names are per kind: a name two kinds share (linear) adds the kind to the second.
+    path = ROOT / "tests" / "plugins" / f"test_{name}_{kind}.py"
+    if not path.is_file():
+        path = ROOT / "tests" / "plugins" / f"test_{name}.py"
     assert path.is_file(), f"add tests/plugins/test_{name}.py for {kind} {name!r}"
     assert f'check_{kind}("{name}"' in path.read_text(), f"{path.name} must call check_{kind}"
 

@@ -29,6 +29,7 @@ def test_every_kind_has_a_table_in_the_experiment_file():
         "optimizer": ("optimizer", False),
         "schedule": ("schedule", False),
         "logger": ("loggers", True),
+        "probe": ("probes", True),
     }
     assert set(component_tables()) == set(KINDS)
 

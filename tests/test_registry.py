@@ -21,7 +21,8 @@ BUILTINS = {
     "ffn": {"mlp", "swiglu"},
     "optimizer": {"adamw", "sgd"},
     "schedule": {"cosine", "constant"},
-    "logger": {"console", "json"},
+    "logger": {"console", "json", "wandb", "tensorboard"},
+    "probe": {"grad_norms", "activations", "attention", "stability"},
 }
 
 

@@ -159,6 +159,15 @@ class FileLogger(Logger):
     def log_text(self, step: int, name: str, text: str) -> None:
         self.file.write(text.encode("ascii" if self.flaw == "ascii" else "utf-8").decode())
 
+    def log_histogram(self, step, name, histogram) -> None:
+        if self.flaw == "histogram_arrays":
+            histogram.counts.sum()  # a tuple of floats, not a numpy array
+        self.file.write(f"{step} {name} {histogram.total}\n")
+
+    def log_image(self, step, name, image) -> None:
+        if self.flaw == "scribble":
+            image[0, 0] = 0  # drawing on the probe's image
+
     def close(self) -> None:
         if self.flaw == "needs_log":
             self.file.write(f"last step {self.last + 1}\n")  # type: ignore[operator]
@@ -176,6 +185,8 @@ class FileLogger(Logger):
         ("leave_open", "close() left log.txt open"),
         ("needs_log", "close() before any log (a run that fails at once): raised TypeError"),
         ("ascii", "log_text: raised UnicodeEncodeError"),
+        ("histogram_arrays", "log_histogram: raised AttributeError"),
+        ("scribble", "log_image() changed the image it was handed"),
     ],
 )
 def test_logger_flaws_are_named(flaw, message):

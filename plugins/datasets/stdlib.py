@@ -3,7 +3,8 @@
 Every Python installation carries it, so tel trains out of the box with no download.
 Files are read in sorted order, test suites are left out, and each file goes to train
 or val by a hash of its path, so the split is the same on every machine with the same
-Python version (recorded in the run's manifest).
+Python version (recorded in the run's manifest). The fingerprint hashes the files'
+content, so an edited file (even one of the same size) gives a fresh token cache.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import attrs
 
 from tel_core import hookimpl
 from tel_core.errors import TelError
+from tel_core.fingerprint import files_digest
 from tel_core.interfaces import DataContext, Dataset, Split
 
 TEST_DIRS = {"test", "tests", "idle_test"}
@@ -66,8 +68,10 @@ class StdlibDataset(Dataset):
                 yield path.read_text(encoding="utf-8", errors="replace")
 
     def fingerprint(self) -> str:
-        stats = [(p.relative_to(self.root).as_posix(), p.stat().st_size) for p in self.files]
-        key = f"{sys.version}|{self.root}|{self.val_fraction}|{stats}"
+        # The files' content (not their sizes), remembered by stat between runs.
+        names = [p.relative_to(self.root).as_posix() for p in self.files]
+        content = files_digest(self.files, names)
+        key = f"{sys.version}|{self.val_fraction}|{content}"
         return hashlib.sha256(key.encode()).hexdigest()
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 # In the order `tel --help` lists them.
 COMMANDS = (
     "run",
+    "data",
     "eval",
     "generate",
     "chat",

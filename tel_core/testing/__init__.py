@@ -23,6 +23,7 @@ from tel_core.testing.layers import check_ffn, check_norm
 from tel_core.testing.loggers import LOOP_METRICS, check_logger
 from tel_core.testing.optim import check_optimizer, check_schedule
 from tel_core.testing.positional import check_positional
+from tel_core.testing.probes import check_probe
 from tel_core.testing.subject import ConformanceError, UndocumentedOptionsWarning, check_options
 from tel_core.testing.tensors import model_context
 from tel_core.testing.text import SAMPLE_TEXTS, check_dataset, check_tokenizer
@@ -39,6 +40,7 @@ CHECKS = {
     "optimizer": check_optimizer,
     "schedule": check_schedule,
     "logger": check_logger,
+    "probe": check_probe,
 }
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "check_optimizer",
     "check_options",
     "check_positional",
+    "check_probe",
     "check_schedule",
     "check_tokenizer",
     "model_context",

@@ -16,7 +16,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tel_core.interfaces import Logger, LoggerContext
+from tel_core.media import Histogram
 from tel_core.registry import Component, Registry
 from tel_core.testing.subject import check_options, fail, subject
 
@@ -28,6 +31,7 @@ TRAIN_METRICS: dict[str, float | int] = {
     "train/clipped": 1,
     "train/skipped": 0,
     "train/tokens": 2048,
+    "train/epoch": 0.0205,  # training tokens seen / the training split's tokens
     "train/tokens_per_step": 2048,
     "train/tokens_per_s": 18600.0,
     "train/tflops": 0.0021,
@@ -53,8 +57,11 @@ LOOP_METRICS: tuple[tuple[int, dict[str, Any]], ...] = (
     (3, {**TRAIN_METRICS, "train/grad_norm": float("inf"), "train/tflops": float("nan")}),
     (3, {**EVAL_METRICS, "val/loss": float("nan"), "val/ppl": float("inf")}),
     (4, {"train/tokens": 10**13}),
-    (5, {"probe/attention_entropy": -0.5, "probe/dead_units": 0}),
+    (5, {"grad_norm/blocks.0.attn": 0.25, "attn/entropy/layer0": 2.5, "stability/clipped": 0}),
 )
+#: What a probe's histogram and image look like when a logger receives them.
+PROBE_HISTOGRAM = Histogram((0.0, 0.5, 1.0, 2.0), (3.0, 0.0, 1.5))
+PROBE_IMAGE = np.arange(6 * 10 * 3, dtype=np.uint8).reshape(6, 10, 3)
 #: Text as ``log_text`` receives it: a generated sample, with markup-like and non-ASCII text.
 SAMPLE_TEXT = "def f():\n    return '[bold]not markup[/bold]' + \"☃ ü 漢\"\n\n\ttab\n"
 
@@ -73,7 +80,9 @@ def check_logger(
     and checks: a ``tel_core.interfaces.Logger``; ``close()`` right away works (a run
     may fail before its first step); ``log`` accepts every record of ``LOOP_METRICS``
     without changing the mapping it was handed (other loggers get the same one);
-    ``log_text`` takes a multi-line sample; after ``close()`` nothing written to
+    ``log_text`` takes a multi-line sample; ``log_histogram`` and ``log_image`` take a
+    probe's histogram and image (ignoring them is fine) without changing the image;
+    after ``close()`` nothing written to
     standard output or error is left unflushed and no file in the run directory is left
     open; a resumed run (``start_step`` > 0) works too.
 
@@ -103,6 +112,13 @@ def check_logger(
                     fail("log() changed the metrics mapping; the next logger gets the same one")
         with s.check("log_text"):
             logger.log_text(5, "sample", SAMPLE_TEXT)
+        with s.check("log_histogram"):
+            logger.log_histogram(5, "attn/distance_hist/layer0", PROBE_HISTOGRAM)
+        with s.check("log_image"):
+            image = PROBE_IMAGE.copy()
+            logger.log_image(5, "attn/heatmap/layer0", image)
+            if not np.array_equal(image, PROBE_IMAGE):
+                fail("log_image() changed the image it was handed")
         with s.check("close"):
             logger.close()
         with s.check("flushes on close"):

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from tel_core.interfaces import DataContext, Dataset, Tokenizer
+from tel_core.errors import TelError
+from tel_core.interfaces import DataContext, Dataset, Optimum, OptimumContext, Tokenizer
 from tel_core.registry import Component, Registry
 from tel_core.testing.subject import Subject, check_options, fail, subject
 
@@ -43,8 +45,9 @@ def check_tokenizer(
     given as a one-shot iterator, as the core does, and checks: a
     ``tel_core.interfaces.Tokenizer`` with a positive int ``vocab_size``; encode gives a
     list of ints or a 1-D integer array, every id in ``[0, vocab_size)``; ``decode(encode
-    (text)) == text`` for each of ``texts`` (ASCII and non-ASCII by default); the empty
-    text; ``count_bytes`` counts UTF-8 bytes, also of any piece of a text's ids; ``eos_id``
+    (text)) == text`` for each of ``texts`` (ASCII and non-ASCII by default);
+    ``encode_batch`` gives what ``encode`` gives for each text; the empty text;
+    ``count_bytes`` counts UTF-8 bytes, also of any piece of a text's ids; ``eos_id``
     is None or a valid id; the ``state_dict`` survives JSON and restores a fresh
     tokenizer; two tokenizers fitted alike agree.
 
@@ -83,6 +86,13 @@ def check_tokenizer(
         for text, ids in encoded.items():
             if (back := tokenizer.decode(ids)) != text:
                 fail(f"decode(encode({text!r})) gave {back!r}{one_shot_hint()}")
+    with s.check("encode_batch"):
+        batch = tokenizer.encode_batch(list(texts))
+        if len(batch) != len(texts):
+            fail(f"encode_batch gave {len(batch)} results for {len(texts)} texts")
+        for text, ids in zip(texts, batch, strict=True):
+            if _ids(ids, size) != encoded[text]:
+                fail(f"encode_batch encodes {text!r} differently from encode")
     with s.check("the empty text"):
         if len(_ids(tokenizer.encode(""), size)) or tokenizer.decode([]) != "":
             fail('encode("") must give no ids and decode([]) must give ""')
@@ -173,11 +183,16 @@ def check_dataset(
     """Check a dataset against the ``register_datasets`` contract.
 
     Builds it with ``factory(options, ctx)`` (default ``DataContext(val_fraction=0.1,
-    seed=0)``) and checks, on the first ``max_documents`` documents of each split: a
-    ``tel_core.interfaces.Dataset``; ``documents(split)`` yields strings, with some text
-    in both "train" and "val"; the same documents in the same order on every call and
-    from a second instance; train and val are not the same documents; ``fingerprint()``
-    is None or a string that stays the same for the same data.
+    seed=0)``) and checks, on the first ``max_documents`` documents of each split (and
+    the first ``MAX_PART_CHARS`` characters of a document given in parts): a
+    ``tel_core.interfaces.Dataset``; ``documents(split)`` yields documents (a str, or an
+    iterable of str parts), with some text in both "train" and "val"; the same documents
+    in the same order on every call and from a second instance; train and val are not
+    the same documents; ``fingerprint()`` is None or a string that stays the same for
+    the same data; ``token_budget`` is None or a positive int; ``optimum`` (with the
+    byte tokenizer, rows of 256 tokens, padded) is None or a ``tel_core.interfaces.
+    Optimum`` with a finite, non-negative ``bits_per_token``, or a one-line ``TelError``
+    (a task that needs other settings says so).
 
     Raises ``ConformanceError`` naming the check and what broke.
     """
@@ -204,6 +219,13 @@ def check_dataset(
     with s.check("train and val differ"):
         if splits["train"] == splits["val"]:
             fail("both splits hold the same documents: does documents() ignore the split?")
+    with s.check("token_budget"):
+        for split in ("train", "val"):
+            budget = dataset.token_budget(split)  # type: ignore[arg-type]
+            if budget is not None and not (isinstance(budget, int) and budget > 0):
+                fail(f"token_budget({split!r}) gave {budget!r}; it must be None or an int > 0")
+    with s.check("optimum"):
+        _check_optimum(dataset)
     with s.check("fingerprint"):
         first = dataset.fingerprint()
         if first is not None and not isinstance(first, str):
@@ -212,9 +234,56 @@ def check_dataset(
             fail("fingerprint() changes for the same data, so the token cache would never hit")
 
 
+#: How much of a document given in parts the dataset check reads.
+MAX_PART_CHARS = 1 << 20
+
+
 def _take(dataset: Dataset, split: str, limit: int) -> list[str]:
-    docs = list(itertools.islice(dataset.documents(split), limit))  # type: ignore[arg-type]
-    for doc in docs:
-        if not isinstance(doc, str):
-            fail(f"documents({split!r}) yielded a {type(doc).__name__}, not a str")
+    docs = []
+    for doc in itertools.islice(dataset.documents(split), limit):  # type: ignore[arg-type]
+        if isinstance(doc, str):
+            docs.append(doc)
+            continue
+        if not isinstance(doc, Iterable):
+            fail(f"documents({split!r}) yielded a {type(doc).__name__}, not a str or parts")
+        text = ""
+        for part in doc:
+            if not isinstance(part, str):
+                fail(f"a document of {split!r} has a part that is a {type(part).__name__}")
+            text += part
+            if len(text) >= MAX_PART_CHARS:
+                break
+        docs.append(text[:MAX_PART_CHARS])
     return docs
+
+
+class _Bytes(Tokenizer):
+    """One token per UTF-8 byte: the tokenizer a synthetic task's optimum is asked with."""
+
+    vocab_size = 256
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return bytes(ids).decode("utf-8", errors="replace")
+
+
+def _check_optimum(dataset: Dataset) -> None:
+    try:
+        optimum = dataset.optimum(OptimumContext(_Bytes(), block_size=256, batching="pad"))
+    except TelError as exc:
+        if len(str(exc).splitlines()) > 1:
+            fail(f"optimum() refused with a TelError of several lines: {exc}")
+        return
+    if optimum is None:
+        return
+    if not isinstance(optimum, Optimum):
+        fail(
+            f"optimum() gave a {type(optimum).__name__}, not None or a tel_core.interfaces.Optimum"
+        )
+    bits = optimum.bits_per_token
+    if bits is not None and not (isinstance(bits, float) and math.isfinite(bits) and bits >= 0):
+        fail(f"optimum().bits_per_token is {bits!r}; it must be None or a finite float >= 0")
+    if optimum.answers is not None and not callable(optimum.answers):
+        fail("optimum().answers must be None or a callable (inputs, targets) -> bool mask")

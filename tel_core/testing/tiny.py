@@ -27,6 +27,7 @@ COMPONENT_KEYS: dict[str, tuple[str, ...]] = {
     "optimizer": ("optimizer",),
     "schedule": ("schedule",),
     "loggers": ("loggers",),
+    "probes": ("probes",),
 }
 
 _LINE = "the quick brown fox jumps over the lazy dog; pack my box with five dozen jugs.\n"

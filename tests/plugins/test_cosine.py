@@ -34,6 +34,22 @@ def test_decay_steps_may_differ_from_max_steps():
     assert lr_at(50) == 0.0 and lr_at(99) == 0.0
 
 
+def test_warmup_fraction_is_a_share_of_max_steps():
+    lr_at = cosine(CosineOptions(warmup_fraction=0.1, min_lr=0.0), ScheduleContext(1.0, 200))
+    assert lr_at(19) == pytest.approx(20 / 21) and lr_at(20) == pytest.approx(1.0)
+    assert cosine(CosineOptions(), ScheduleContext(1.0, 200))(99) < 1.0  # 100 steps by default
+
+
+def test_warmup_steps_and_warmup_fraction_together_are_an_error(registry):
+    from tel_core.config_loader import options_from_dict
+    from tel_core.errors import TelError
+
+    with pytest.raises(TelError, match="set warmup_steps or warmup_fraction, not both"):
+        options_from_dict(
+            registry.get("schedule", "cosine"), {"warmup_steps": 5, "warmup_fraction": 0.1}
+        )
+
+
 def test_a_floor_above_the_peak_is_refused():
     with pytest.raises(ConfigError, match=r"\[schedule\] min_lr \(0\.01\) is above the peak"):
         cosine(CosineOptions(min_lr=1e-2), ScheduleContext(1e-3, 10))
