@@ -18,14 +18,12 @@ for the precision (``tel_core.mfu``). A command that prints numbers, never a tes
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
-import multiprocessing
 import sys
 from pathlib import Path
 from typing import Any
 
-from training import measure, peaks, prepare
+from training import measure_apart, peaks, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = str(ROOT / "experiments" / "baseline.toml")
@@ -102,7 +100,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.warmup} warm-up steps, each variant in a fresh process"
     )
     results = []
-    spawn = multiprocessing.get_context("spawn")
     for size in sizes:
         for block in blocks:
             for precision in precisions:
@@ -113,13 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                     "block": block,
                     "batch": max(1, args.tokens_per_step // block),
                 }
-                with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
-                    future = pool.submit(measure, BASE, settings, variant, args.steps, args.warmup)
-                    try:
-                        measured = future.result()
-                        row |= measured | {"params": f"{measured['parameters'] / 1e6:.1f}M"}
-                    except TelError as exc:
-                        row |= {"precision": precision, "error": str(exc)}
+                try:
+                    measured = measure_apart(BASE, settings, variant, args.steps, args.warmup)
+                    row |= measured | {"params": f"{measured['parameters'] / 1e6:.1f}M"}
+                except TelError as exc:
+                    row |= {"precision": precision, "error": str(exc)}
                 results.append(row)
                 print(f"  measured {size} block {block} {precision}", file=sys.stderr)
     device = next((r["device"] for r in results if "device" in r), "?")

@@ -182,6 +182,14 @@ def _on(flag: bool) -> str:
     return "on" if flag else "off"
 
 
+def measure_apart(*args: Any) -> dict[str, Any]:
+    """``measure(*args)`` in a fresh process: no variant inherits another's threads,
+    allocator or compiled code. A TelError it raises is raised here."""
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        return pool.submit(measure, *args).result()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("file", help="the experiment, e.g. experiments/baseline.toml")
@@ -216,16 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     if any(v["compile"] for v in variants):
         print("(compiled variants spend their first warm-up step compiling: a minute or more)")
     results = []
-    spawn = multiprocessing.get_context("spawn")
     for variant in variants:
-        with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
-            future = pool.submit(
-                measure, args.file, args.overrides, variant, args.steps, args.warmup
+        try:
+            results.append(
+                measure_apart(args.file, args.overrides, variant, args.steps, args.warmup)
             )
-            try:
-                results.append(future.result())
-            except TelError as exc:  # e.g. fp16 on a CPU: say so in the table, go on
-                results.append({**variant, "error": str(exc)})
+        except TelError as exc:  # e.g. fp16 on a CPU: say so in the table, go on
+            results.append({**variant, "error": str(exc)})
         print(f"  measured {variant}", file=sys.stderr)
     device = next((r["device"] for r in results if "device" in r), "?")
     threads = next((r["threads"] for r in results if "threads" in r), "?")
