@@ -20,10 +20,10 @@ from collections.abc import Callable
 
 import torch
 
-from tel_core.config_loader import experiment_from_dict
-from tel_core.device import resolve_device
-from tel_core.model import build_model, parameter_groups
-from tel_core.registry import default_registry
+from tel_core.model.decoder import build_model, parameter_groups
+from tel_core.registry.registry import default_registry
+from tel_core.train.device import resolve_device
+from tel_core.train.experiment import experiment_from_dict
 
 VOCAB = 256  # byte-level, as the baseline
 

@@ -19,11 +19,11 @@ import time
 
 import torch
 
-from tel_core.config_loader import experiment_from_dict
-from tel_core.device import resolve_device
-from tel_core.generate import generate
-from tel_core.model import LanguageModel, build_model
-from tel_core.registry import default_registry
+from tel_core.model.decoder import LanguageModel, build_model
+from tel_core.model.sampling import generate
+from tel_core.registry.registry import default_registry
+from tel_core.train.device import resolve_device
+from tel_core.train.experiment import experiment_from_dict
 
 VOCAB = 256  # byte-level, as the baseline
 

@@ -70,9 +70,9 @@ def toml_list(tables: list[dict[str, Any]]) -> str:
 def measure(file: str, overrides: list[str], probes: list[dict[str, Any]], steps: int) -> dict:
     """One variant, in a process of its own: the loop's time and the probes' share."""
     from tel_core import ui
-    from tel_core.config_loader import load_experiment
-    from tel_core.registry import default_registry
-    from tel_core.train import Trainer
+    from tel_core.registry.registry import default_registry
+    from tel_core.train.experiment import load_experiment
+    from tel_core.train.loop import Trainer
 
     ui.console.quiet = True
     settings = [

@@ -90,7 +90,7 @@ def label(trainer: Any) -> None:
     import torch
     from torch.profiler import record_function
 
-    import tel_core.train as train_module
+    import tel_core.train.loop as train_module
 
     def labelled(what: str, fn: Any) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -171,9 +171,9 @@ def measure(file: str, overrides: list[str], steps: int, warmup: int) -> dict[st
     from torch.profiler import ProfilerActivity, profile
 
     from tel_core import ui
-    from tel_core.config_loader import load_experiment
-    from tel_core.registry import default_registry
-    from tel_core.train import Trainer
+    from tel_core.registry.registry import default_registry
+    from tel_core.train.experiment import load_experiment
+    from tel_core.train.loop import Trainer
 
     ui.console.quiet = True
     experiment = load_experiment(

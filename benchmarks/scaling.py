@@ -12,7 +12,7 @@ tokens a step (batch = tokens per step / block size), so a row compares like wit
 Each measurement is ``benchmarks/training.py``'s: a fresh process, the real ``Trainer``
 and training step, ``--warmup`` untimed steps, then ``--steps`` timed ones. MFU is the
 model's training FLOPs (``flops_per_token``, attention included) over the device's peak
-for the precision (``tel_core.mfu``). A command that prints numbers, never a test.
+for the precision (``tel_core.train.mfu``). A command that prints numbers, never a test.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 Generates an English-like corpus (Zipf-distributed words in sentences and paragraphs) in
 a temporary folder, once as one big text file (read by the ``text`` dataset, documents
 cut at blank lines) and once as JSON lines (read by the ``hf`` dataset, streamed), then
-tokenizes it with each tokenizer through ``tel_core.data.prepare_tokens``, exactly as
+tokenizes it with each tokenizer through ``tel_core.data.token_cache.prepare_tokens``, exactly as
 ``tel run`` and ``tel data prepare`` do, each in a fresh process so that its peak
 resident memory (``ru_maxrss``, which counts the interpreter, torch and the plugins too)
 is its own. ``bpe`` is trained first on ``--train-mb`` of the corpus (reported apart).
@@ -97,10 +97,10 @@ def tokenizer_table(name: str, vocab_size: int, train_mb: float) -> dict[str, An
 def measure(dataset: dict[str, Any], tokenizer: dict[str, Any]) -> dict[str, Any]:
     """In a fresh process: prepare_tokens on the experiment; times, sizes and peak RSS."""
     from tel_core import ui
-    from tel_core.config_loader import experiment_from_dict
-    from tel_core.data import prepare_tokens
-    from tel_core.interfaces import DataContext
-    from tel_core.registry import default_registry
+    from tel_core.data.token_cache import prepare_tokens
+    from tel_core.registry.interfaces import DataContext
+    from tel_core.registry.registry import default_registry
+    from tel_core.train.experiment import experiment_from_dict
 
     ui.console.quiet = True
     registry = default_registry()

@@ -53,9 +53,9 @@ def measure(
     import torch
 
     from tel_core import ui
-    from tel_core.config_loader import load_experiment
-    from tel_core.device import peak_memory_mb
-    from tel_core.train import Trainer
+    from tel_core.train.device import peak_memory_mb
+    from tel_core.train.experiment import load_experiment
+    from tel_core.train.loop import Trainer
 
     ui.console.quiet = True  # the Trainer's notices would interleave with the table
     settings = [
@@ -109,16 +109,16 @@ def measure(
 
 
 def _registry():
-    from tel_core.registry import default_registry
+    from tel_core.registry.registry import default_registry
 
     return default_registry()
 
 
 def prepare(file: str, overrides: list[str]) -> str:
     """Tokenize once up front (a cold token cache would swell the first variant's memory)."""
-    from tel_core.config_loader import load_experiment
-    from tel_core.data import prepare_tokens
-    from tel_core.interfaces import DataContext
+    from tel_core.data.token_cache import prepare_tokens
+    from tel_core.registry.interfaces import DataContext
+    from tel_core.train.experiment import load_experiment
 
     experiment = load_experiment(file, overrides)
     data = experiment.data

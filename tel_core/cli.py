@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from tel_core import __version__
 from tel_core.commands import COMMANDS, rank
 from tel_core.errors import TelError
-from tel_core.stopping import Stopped
+from tel_core.train.stopping import Stopped
+from tel_core.version import __version__
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,5 +1,7 @@
 """Errors meant for people: the CLI prints them as one line and exits with code 2."""
 
+import importlib.util
+
 
 class TelError(Exception):
     """A problem the user can fix: bad input, a missing file, an unknown name."""
@@ -32,3 +34,9 @@ def one_line(exc: BaseException, limit: int = 200) -> str:
     if len(text) > limit:
         text = text[: limit - 3].rstrip() + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def require(module: str, what: str, extra: str = "hf") -> None:
+    """One line saying which extra to install when ``module`` is missing."""
+    if importlib.util.find_spec(module) is None:
+        raise TelError(f"{what} needs {module}: pip install 'tel[{extra}]'")

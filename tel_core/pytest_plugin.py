@@ -27,11 +27,11 @@ def tel_register() -> Iterator[Callable[..., str]]:
     """``tel_register(plugin, name=None) -> name``: add a plugin for this test only.
 
     ``plugin`` is any object (a module, a class instance) with ``@tel_core.hookimpl``
-    hook functions. It joins ``tel_core.registry.default_registry()``, which ``tel run``,
+    hook functions. It joins ``tel_core.registry.registry.default_registry()``, which ``tel run``,
     ``load_experiment``, ``train_tiny`` and the kit use unless given another registry,
     and leaves it when the test ends. A misspelt hook fails at once.
     """
-    from tel_core.registry import default_registry
+    from tel_core.registry.registry import default_registry
 
     registry = default_registry()
     names: list[str] = []

@@ -10,7 +10,7 @@ from typing import Any
 
 import tomli_w
 
-from tel_core.config_loader import merge
+from tel_core.config.loader import merge
 
 CONFIG: dict[str, Any] = {
     "name": "fake",

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from tel_core.registry import KINDS, Registry
+from tel_core.registry.registry import KINDS, Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "experiments"

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tel_core.batching import IGNORE_INDEX, Batch
-from tel_core.config_loader import experiment_from_dict
-from tel_core.train import Trainer, run
+from tel_core.data.batching import IGNORE_INDEX, Batch
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import Trainer, run
 
 BLOCK = 16
 #: Real targets per row: from 1 to a full block, all different lengths.

@@ -13,10 +13,10 @@ import math
 import pytest
 import torch
 
-from tel_core.config import Selection
-from tel_core.config_loader import options_from_dict
-from tel_core.nn import Positional, record_attention
-from tel_core.registry import Registry
+from tel_core.config.loader import options_from_dict
+from tel_core.config.schema import Selection
+from tel_core.model.nn import Positional, record_attention
+from tel_core.registry.registry import Registry
 from tel_core.testing import model_context
 
 B, T, D, H = 2, 9, 24, 6

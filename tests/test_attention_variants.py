@@ -11,9 +11,9 @@ import copy
 import pytest
 import torch
 
-from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import ConfigError
-from tel_core.model import build_model
+from tel_core.model.decoder import build_model
+from tel_core.train.experiment import experiment_from_dict
 
 VOCAB, T = 23, 8
 #: Every variant, and the options that change its code path.

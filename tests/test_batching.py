@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tel_core.batching import (
+from tel_core.config.schema import TrainConfig
+from tel_core.data.batching import (
     EVAL_SEED,
     IGNORE_INDEX,
     VAL_BATCH_ROWS,
@@ -16,9 +17,8 @@ from tel_core.batching import (
     plan_batches,
     validation_rows,
 )
-from tel_core.config import TrainConfig
-from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import ConfigError, TelError
+from tel_core.train.experiment import experiment_from_dict
 
 # Five documents of 3, 9, 1, 6 and 20 tokens (the one of 1 token has no target).
 LENGTHS = [3, 9, 1, 6, 20]

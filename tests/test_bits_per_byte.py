@@ -10,9 +10,9 @@ import random
 import pytest
 
 from tel_core import hookimpl
-from tel_core.config_loader import experiment_from_dict
-from tel_core.interfaces import Tokenizer
-from tel_core.train import run
+from tel_core.registry.interfaces import Tokenizer
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import run
 
 PAIRS = "abcdefgh"
 

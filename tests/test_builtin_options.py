@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tel_core.config_loader import options_from_dict
+from tel_core.config.loader import options_from_dict
 from tel_core.errors import TelError
-from tel_core.interfaces import ParameterGroups, ScheduleContext
+from tel_core.registry.interfaces import ParameterGroups, ScheduleContext
 from tel_core.testing import model_context
 
 from .conftest import builtin_components

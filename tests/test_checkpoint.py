@@ -14,11 +14,11 @@ import pytest
 import tomli_w
 import torch
 
-from tel_core.checkpoint import load_checkpoint
-from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import TelError
-from tel_core.registry import Registry
-from tel_core.train import run
+from tel_core.registry.registry import Registry
+from tel_core.train.checkpoint import load_checkpoint
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import run
 
 from .conftest import ROOT, TINY
 

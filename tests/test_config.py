@@ -9,14 +9,10 @@ import pytest
 import torch
 
 from tel_core import hookimpl
-from tel_core.config_loader import (
-    dump_toml,
-    experiment_from_dict,
-    load_experiment,
-    merge,
-    to_dict,
-)
+from tel_core.config.loader import merge
+from tel_core.config.serialise import dump_toml, to_dict
 from tel_core.errors import ConfigError
+from tel_core.train.experiment import experiment_from_dict, load_experiment
 
 from .conftest import EXPERIMENTS
 

@@ -17,10 +17,10 @@ import pytest
 import tomli_w
 import torch
 
-from tel_core.checkpoint import load_checkpoint
-from tel_core.config_loader import experiment_from_dict
-from tel_core.stopping import Stopped
-from tel_core.train import Trainer, run
+from tel_core.train.checkpoint import load_checkpoint
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import Trainer, run
+from tel_core.train.stopping import Stopped
 
 from .conftest import ROOT
 from .test_resume import SignalPlugin

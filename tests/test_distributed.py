@@ -120,7 +120,7 @@ import signal
 import attrs
 
 from tel_core import hookimpl
-from tel_core.interfaces import Logger
+from tel_core.registry.interfaces import Logger
 
 
 @attrs.frozen

@@ -8,8 +8,9 @@ import inspect
 import attrs
 import pytest
 
-from tel_core import interfaces, testing
-from tel_core.registry import KINDS
+from tel_core import testing
+from tel_core.registry import interfaces
+from tel_core.registry.registry import KINDS
 from tel_core.testing import tiny
 
 from .conftest import ROOT

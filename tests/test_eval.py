@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from tel_core.batching import IGNORE_INDEX, split_rows
-from tel_core.eval_run import evaluate_run, save_result
-from tel_core.loading import load_run
+from tel_core.data.batching import IGNORE_INDEX, split_rows
+from tel_core.use.evaluate import evaluate_run, save_result
+from tel_core.use.load_run import load_run
 
 from .trained import one_thread, train_run, write_corpus  # noqa: F401 - a fixture
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def module_registry():
-    from tel_core.registry import Registry
+    from tel_core.registry.registry import Registry
 
     registry = Registry()
     registry.load_entry_points()

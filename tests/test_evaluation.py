@@ -1,4 +1,4 @@
-"""tel_core.evaluation: the numbers of an evaluation, on logits whose answers are known."""
+"""tel_core.train.scoring: the numbers of an evaluation, on logits whose answers are known."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from tel_core.batching import IGNORE_INDEX
-from tel_core.evaluation import metrics, score_sums
+from tel_core.data.batching import IGNORE_INDEX
+from tel_core.train.scoring import metrics, score_sums
 
 
 class FixedLogits(torch.nn.Module):

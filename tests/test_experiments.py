@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from tel_core.config_loader import load_experiment, read_toml, to_dict
-from tel_core.train import run
+from tel_core.config.loader import read_toml
+from tel_core.config.serialise import to_dict
+from tel_core.train.experiment import load_experiment
+from tel_core.train.loop import run
 
 from .conftest import EXPERIMENTS
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from tel_core.errors import TelError
-from tel_core.export import export_run
-from tel_core.generate import generate
-from tel_core.loading import load_run
-from tel_core.registry import Registry
+from tel_core.model.sampling import generate
+from tel_core.registry.registry import Registry
+from tel_core.use.export import export_run
+from tel_core.use.load_run import load_run
 
 from .trained import one_thread, train_run  # noqa: F401 - a fixture
 

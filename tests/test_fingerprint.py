@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-import tel_core.fingerprint as fingerprint
-from tel_core.fingerprint import DigestMemo, content_digest, files_digest
+import tel_core.data.fingerprint as fingerprint
+from tel_core.data.fingerprint import DigestMemo, content_digest, files_digest
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import re
 import pytest
 
 import tel_core.testing
-from tel_core import hookspecs
-from tel_core.options import describe_options
-from tel_core.registry import KINDS
+from tel_core.config.options import describe_options
+from tel_core.registry import hookspecs
+from tel_core.registry.registry import KINDS
 
 from .conftest import ROOT, builtin_components
 
@@ -39,7 +39,8 @@ def test_every_hook_is_in_the_guide_with_its_contract(hook):
     assert section, f"docs/writing-plugins.md needs a section ### `{hook}`"
     blocks = re.findall(r"```text\n(.*?)\n```", section, re.S)
     assert inspect.getdoc(HOOKS[hook]) in blocks, (
-        f"the guide's section on {hook} must quote its docstring from tel_core/hookspecs.py"
+        f"the guide's section on {hook} must quote its docstring from "
+        f"tel_core/registry/hookspecs.py"
     )
     assert f"check_{KIND_OF[hook]}" in section
 

@@ -8,12 +8,13 @@ import torch
 from scipy import stats
 
 from tel_core import hookimpl
-from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import TelError
-from tel_core.generate import Sampling, TextStream, generate, kept_context, next_token
-from tel_core.kv_cache import implements_cache
-from tel_core.model import build_model
-from tel_core.nn import Positional
+from tel_core.model.decoder import build_model
+from tel_core.model.kv_cache import implements_cache
+from tel_core.model.nn import Positional
+from tel_core.model.sampling import Sampling, generate, kept_context, next_token
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.use.generate import TextStream
 
 from .conftest import builtin_components
 from .trained import one_thread  # noqa: F401 - a fixture

@@ -8,9 +8,10 @@ import attrs
 import pytest
 
 from tel_core import hookimpl
-from tel_core.config_loader import experiment_from_dict, merge
-from tel_core.listing import component_info, component_tables, listing, toml_example
-from tel_core.registry import KINDS
+from tel_core.config.listing import component_info, component_tables, listing, toml_example
+from tel_core.config.loader import merge
+from tel_core.registry.registry import KINDS
+from tel_core.train.experiment import experiment_from_dict
 
 if sys.version_info >= (3, 11):
     import tomllib

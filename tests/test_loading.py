@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import tel_core
-from tel_core.checkpoint import load_checkpoint
-from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import TelError
-from tel_core.loading import available_checkpoints, load_run
-from tel_core.train import run
+from tel_core.train.checkpoint import load_checkpoint
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import run
+from tel_core.use.load_run import available_checkpoints, load_run
 
 from .trained import one_thread, train_run  # noqa: F401 - a fixture
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from tel_core.registry import Registry
+    from tel_core.registry.registry import Registry
 
     registry = Registry()
     registry.load_entry_points()

@@ -9,14 +9,14 @@ import shutil
 import pytest
 import torch
 
-import tel_core.precision
-import tel_core.train
-from tel_core.checkpoint import load_checkpoint
-from tel_core.config import TrainConfig
-from tel_core.config_loader import experiment_from_dict
+import tel_core.train.loop
+import tel_core.train.precision
+from tel_core.config.schema import TrainConfig
 from tel_core.errors import ConfigError
-from tel_core.precision import Precision, resolve_precision
-from tel_core.train import run
+from tel_core.train.checkpoint import load_checkpoint
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import run
+from tel_core.train.precision import Precision, resolve_precision
 
 CPU = torch.device("cpu")
 
@@ -116,9 +116,9 @@ def fp16_on_cpu(monkeypatch):
     """Let fp16 run on the CPU, which has float16 autocast and torch's real GradScaler:
     the loop's whole scaler path, on the scaler torch ships (tel itself keeps fp16 for
     CUDA, where float16 is fast)."""
-    real = tel_core.precision.resolve_precision
+    real = tel_core.train.precision.resolve_precision
     monkeypatch.setattr(
-        tel_core.precision,
+        tel_core.train.precision,
         "resolve_precision",
         lambda setting, device, *rule: (
             "fp16" if setting == "fp16" else real(setting, device, *rule)
@@ -129,14 +129,14 @@ def fp16_on_cpu(monkeypatch):
 def scale_the_loss_at(monkeypatch, step: int, factor: float) -> None:
     """Multiply the loss of one step (one micro-batch each here) by ``factor``."""
     calls = {"n": 0}
-    real = tel_core.train.step_loss
+    real = tel_core.train.loop.step_loss
 
     def step_loss(*args, **kwargs):
         calls["n"] += 1
         loss = real(*args, **kwargs)
         return loss * factor if calls["n"] == step else loss
 
-    monkeypatch.setattr(tel_core.train, "step_loss", step_loss)
+    monkeypatch.setattr(tel_core.train.loop, "step_loss", step_loss)
 
 
 def scaler_state(run_dir, name="latest.pt"):

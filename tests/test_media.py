@@ -6,7 +6,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from tel_core.media import Histogram, png_bytes, valid_name
+from tel_core.registry.media import Histogram, png_bytes, valid_name
 
 
 def test_a_png_reads_back_as_the_image(tmp_path):

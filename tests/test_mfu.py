@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 
-import tel_core.mfu
-from tel_core.config_loader import experiment_from_dict
-from tel_core.mfu import (
+import tel_core.train.mfu
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import run
+from tel_core.train.mfu import (
     CACHE_FILE,
     Peak,
     datasheet_peak,
@@ -19,7 +20,6 @@ from tel_core.mfu import (
     measure_matmul,
     mfu,
 )
-from tel_core.train import run
 
 CPU = torch.device("cpu")
 
@@ -83,7 +83,7 @@ def test_a_cpu_peak_is_measured_once_then_read_from_the_cache(tmp_path, monkeypa
         calls.append(dtype)
         return 1.5e11, 1024
 
-    monkeypatch.setattr(tel_core.mfu, "measure_matmul", fake)
+    monkeypatch.setattr(tel_core.train.mfu, "measure_matmul", fake)
     first = device_peak("fp32", CPU, cache=tmp_path)
     again = device_peak("fp32", CPU, cache=tmp_path)
     assert calls == ["fp32"] and first == again
@@ -95,7 +95,7 @@ def test_a_cpu_peak_is_measured_once_then_read_from_the_cache(tmp_path, monkeypa
 
 
 def test_a_damaged_cache_is_measured_again(tmp_path, monkeypatch):
-    monkeypatch.setattr(tel_core.mfu, "measure_matmul", lambda device, dtype: (2e11, 512))
+    monkeypatch.setattr(tel_core.train.mfu, "measure_matmul", lambda device, dtype: (2e11, 512))
     (tmp_path / CACHE_FILE).write_text("{not json")
     assert device_peak("fp32", CPU, cache=tmp_path).flops == 2e11
     assert json.loads((tmp_path / CACHE_FILE).read_text())  # rewritten, valid

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from tel_core import hookimpl
-from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import ConfigError
-from tel_core.model import build_model, parameter_groups
+from tel_core.model.decoder import build_model, parameter_groups
+from tel_core.train.experiment import experiment_from_dict
 
 VOCAB, BLOCK = 50, 16
 

@@ -1,4 +1,4 @@
-"""Handing attention probabilities to whoever asks: ``tel_core.nn.record_attention``."""
+"""Handing attention probabilities to whoever asks: ``tel_core.model.nn.record_attention``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from tel_core import hookimpl
-from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import TelError
-from tel_core.model import build_model
-from tel_core.nn import record_attention
+from tel_core.model.decoder import build_model
+from tel_core.model.nn import record_attention
+from tel_core.train.experiment import experiment_from_dict
 
 VOCAB, T = 19, 8
 LAYERS = ["blocks.0.attn", "blocks.1.attn"]

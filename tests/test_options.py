@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from tel_core.options import REQUIRED, describe_options, option_docs
+from tel_core.config.options import REQUIRED, describe_options, option_docs
 
 
 @attrs.frozen(kw_only=True)

@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-import tel_core.precision
-from tel_core.config_loader import experiment_from_dict
-from tel_core.precision import CPU_BF16_MIN_WIDTH, Hardware, auto_precision, hardware
-from tel_core.train import run
+import tel_core.train.precision
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import run
+from tel_core.train.precision import CPU_BF16_MIN_WIDTH, Hardware, auto_precision, hardware
 
 A100 = Hardware("cuda", cuda_capability=(8, 0))
 H100 = Hardware("cuda", cuda_capability=(9, 0))
@@ -84,7 +84,7 @@ def test_a_gpu_is_described_by_its_compute_capability(monkeypatch):
 def test_a_run_with_auto_follows_the_rule_and_says_why(
     tmp_path, registry, tiny, monkeypatch, machine, d_model, expected, reason
 ):
-    monkeypatch.setattr(tel_core.precision, "hardware", lambda device: machine)
+    monkeypatch.setattr(tel_core.train.precision, "hardware", lambda device: machine)
     tiny["model"]["d_model"] = d_model
     tiny["train"].update(precision="auto", max_steps=1, eval_every=1, eval_batches=1)
     run(experiment_from_dict(tiny, registry), tmp_path / "run", registry)

@@ -15,17 +15,17 @@ import numpy as np
 import pytest
 import torch
 
-import tel_core.probing
-import tel_core.train
+import tel_core.probes.runner
+import tel_core.train.loop
 from tel_core import hookimpl
-from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import ConfigError, PluginError
-from tel_core.interfaces import Logger
-from tel_core.media import Histogram
-from tel_core.probes import Probe, ProbeOptions, Report
-from tel_core.probing import sanity_line
+from tel_core.probes.contract import Probe, ProbeOptions, Report
+from tel_core.probes.runner import sanity_line
+from tel_core.registry.interfaces import Logger
+from tel_core.registry.media import Histogram
 from tel_core.testing.loggers import TRAIN_METRICS
-from tel_core.train import run
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import run
 
 ALL_BUILTINS = [
     {"name": "grad_norms", "every": 2, "histograms": True},
@@ -198,7 +198,7 @@ class _FakeClock:
 
 def test_time_in_probes_is_measured_and_kept_out_of_tokens_per_s(spy, tel_train, monkeypatch):
     _FakeClock.offset = 0.0
-    for module in (tel_core.train, tel_core.probing):
+    for module in (tel_core.train.loop, tel_core.probes.runner):
         monkeypatch.setattr(module, "time", _FakeClock)
     run_ = tel_train(steps=4, probes=[{"name": "spy", "every": 2, "pretend_s": 1000.0}])
     lines = {r["step"]: r for r in run_.records if "train/loss" in r}

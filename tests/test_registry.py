@@ -8,9 +8,9 @@ import attrs
 import pytest
 
 from tel_core import hookimpl
-from tel_core.config import Selection
+from tel_core.config.schema import Selection
 from tel_core.errors import ConfigError, PluginError
-from tel_core.registry import KINDS, Registry
+from tel_core.registry.registry import KINDS, Registry
 
 BUILTINS = {
     "dataset": {"stdlib", "text"},

@@ -11,11 +11,11 @@ import attrs
 import pytest
 
 from tel_core import hookimpl
-from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import TelError
-from tel_core.interfaces import Logger
-from tel_core.registry import Registry
-from tel_core.train import run
+from tel_core.registry.interfaces import Logger
+from tel_core.registry.registry import Registry
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import run
 
 from .conftest import TINY
 

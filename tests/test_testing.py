@@ -11,8 +11,8 @@ import attrs
 import pytest
 
 from tel_core import hookimpl
-from tel_core.interfaces import Logger
-from tel_core.registry import Component, Source, default_registry
+from tel_core.registry.interfaces import Logger
+from tel_core.registry.registry import Component, Source, default_registry
 from tel_core.testing import (
     LOOP_METRICS,
     ConformanceError,
@@ -153,7 +153,7 @@ def test_fixtures_register_for_one_test_and_train(pytester):
     pytester.makepyfile(
         """
         from tel_core import hookimpl
-        from tel_core.registry import default_registry
+        from tel_core.registry.registry import default_registry
 
 
         def identity(options, dim):

@@ -17,9 +17,9 @@ from torch import nn
 
 from tel_core import hookimpl
 from tel_core.errors import ConfigError
-from tel_core.interfaces import ModelContext
-from tel_core.nn import Positional
-from tel_core.registry import Component, Source
+from tel_core.model.nn import Positional
+from tel_core.registry.interfaces import ModelContext
+from tel_core.registry.registry import Component, Source
 from tel_core.testing import (
     ConformanceError,
     check_attention,

@@ -6,8 +6,8 @@ import attrs
 import pytest
 import torch
 
-from tel_core.probes import Probe, ProbeOptions, Report
-from tel_core.registry import Component, Source
+from tel_core.probes.contract import Probe, ProbeOptions, Report
+from tel_core.registry.registry import Component, Source
 from tel_core.testing import ConformanceError, check_probe
 
 from .conftest import ROOT

@@ -10,8 +10,8 @@ import attrs
 import numpy as np
 import pytest
 
-from tel_core.interfaces import DataContext, Dataset, Tokenizer
-from tel_core.registry import Component, Source
+from tel_core.registry.interfaces import DataContext, Dataset, Tokenizer
+from tel_core.registry.registry import Component, Source
 from tel_core.testing import ConformanceError, check_dataset, check_tokenizer
 
 

@@ -11,8 +11,8 @@ import attrs
 import pytest
 import torch
 
-from tel_core.interfaces import Logger, LoggerContext, ParameterGroups, ScheduleContext
-from tel_core.registry import Component, Source
+from tel_core.registry.interfaces import Logger, LoggerContext, ParameterGroups, ScheduleContext
+from tel_core.registry.registry import Component, Source
 from tel_core.testing import ConformanceError, check_logger, check_optimizer, check_schedule
 
 

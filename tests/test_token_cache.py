@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tel_core.config_loader import experiment_from_dict
-from tel_core.data import cache_root, prepare_tokens
-from tel_core.interfaces import DataContext
-from tel_core.registry import Registry, Source
+from tel_core.data.token_cache import cache_root, prepare_tokens
+from tel_core.registry.interfaces import DataContext
+from tel_core.registry.registry import Registry, Source
+from tel_core.train.experiment import experiment_from_dict
 
 from .conftest import TINY
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import tel_plugins.datasets.text as text_module
-from tel_core.config_loader import experiment_from_dict
-from tel_core.data import prepare_tokens, tokenize_documents
-from tel_core.interfaces import DataContext, Dataset
-from tel_core.tokenstream import TokenizeProgress, TokenWriter, tokenize_split
+from tel_core.data.token_cache import prepare_tokens, tokenize_documents
+from tel_core.data.token_stream import TokenizeProgress, TokenWriter, tokenize_split
+from tel_core.registry.interfaces import DataContext, Dataset
+from tel_core.train.experiment import experiment_from_dict
 
 from .conftest import TINY
 
@@ -130,7 +130,7 @@ def test_memory_does_not_grow_with_the_corpus(tmp_path, registry):
 
 
 def test_progress_reports_documents_megabytes_rate_and_tokens(capsys):
-    from tel_core.tokenstream import SplitStats
+    from tel_core.data.token_stream import SplitStats
 
     progress = TokenizeProgress("train")
     progress.done(SplitStats(documents=1200, tokens=3_456_789, bytes=12_500_000, seconds=2.5))

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from tel_core import hookimpl
-from tel_core.checkpoint import load_checkpoint
-from tel_core.config_loader import experiment_from_dict, load_experiment
 from tel_core.errors import ConfigError, TelError
-from tel_core.interfaces import Logger
-from tel_core.train import Trainer, run
+from tel_core.registry.interfaces import Logger
+from tel_core.train.checkpoint import load_checkpoint
+from tel_core.train.experiment import experiment_from_dict, load_experiment
+from tel_core.train.loop import Trainer, run
 
 
 def losses(run_dir):

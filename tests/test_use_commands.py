@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tel_core.cli import main
-from tel_core.registry import Registry
+from tel_core.registry.registry import Registry
 
 from .conftest import ROOT
 from .trained import one_thread, train_run  # noqa: F401 - a fixture

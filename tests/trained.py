@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import torch
 
-from tel_core.config_loader import experiment_from_dict, merge
-from tel_core.registry import Registry
-from tel_core.train import run
+from tel_core.config.loader import merge
+from tel_core.registry.registry import Registry
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import run
 
 from .conftest import TINY
 

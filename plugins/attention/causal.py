@@ -3,7 +3,7 @@
 The fast path, and the default. Options: grouped-query and multi-query attention
 (``n_kv_heads``), a sliding window (``window``) and QK-norm (``qk_norm``). The fused
 kernel never forms the attention probabilities, so while someone records them
-(``tel_core.nn.record_attention``) it computes them the eager way instead.
+(``tel_core.plugin.record_attention``) it computes them the eager way instead.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tel_core import hookimpl
+from tel_core.plugin import hookimpl
 from tel_plugins.attention.eager import attention_probabilities
 from tel_plugins.attention.multihead import SoftmaxHeads, SoftmaxOptions, allowed, check_heads
 

@@ -1,7 +1,7 @@
 """Causal self-attention written out: scores, mask, softmax, weighted sum.
 
 The same mathematics as ``causal`` step by step, so every intermediate can be looked at;
-it hands its probabilities to ``tel_core.nn.record_attention``. It forms the (T, T)
+it hands its probabilities to ``tel_core.plugin.record_attention``. It forms the (T, T)
 score matrix in memory, which the fused kernel behind ``causal`` avoids.
 """
 
@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from tel_core import hookimpl
+from tel_core.plugin import hookimpl
 from tel_plugins.attention.multihead import SoftmaxHeads, SoftmaxOptions, allowed, check_heads
 
 EagerOptions = SoftmaxOptions  # n_kv_heads, qk_norm, window: the same options as causal

@@ -15,7 +15,7 @@ is refused with a clear error. There is no attention dropout either. While recor
 the normalised weights φ(q_i)·φ(k_j) / Σ_l φ(q_i)·φ(k_l) are handed out: they play the
 part of softmax probabilities (each row sums to one), at the cost of forming them.
 
-Generation keeps S and z (per kv head) as its KV cache (``tel_core.kv_cache``): each new
+Generation keeps S and z (per kv head) as its KV cache (``tel_core.model.kv_cache``): each new
 token then costs the same, however long the context already is.
 """
 
@@ -25,11 +25,14 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from tel_core import hookimpl
-from tel_core.errors import ConfigError
-from tel_core.interfaces import ModelContext
-from tel_core.kv_cache import LayerCache, score_bias_at
-from tel_core.nn import Positional
+from tel_core.plugin import (
+    ConfigError,
+    LayerCache,
+    ModelContext,
+    Positional,
+    hookimpl,
+    score_bias_at,
+)
 from tel_plugins.attention.multihead import HeadOptions, MultiHeadAttention, allowed, check_heads
 
 

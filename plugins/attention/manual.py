@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from tel_core import hookimpl
+from tel_core.plugin import hookimpl
 from tel_plugins.attention.multihead import SoftmaxHeads, SoftmaxOptions, allowed, check_heads
 
 ManualOptions = SoftmaxOptions  # n_kv_heads, qk_norm, window

@@ -5,7 +5,7 @@ the causal (optionally sliding-window) mask, and the output projection.
 weighted sum are computed from q, k and v. ``linear`` reuses the projections. This module
 registers nothing itself.
 
-Generation goes through ``forward_cached`` (the KV cache protocol of ``tel_core.kv_cache``):
+Generation goes through ``forward_cached`` (the KV cache protocol of ``tel_core.model.kv_cache``):
 the keys and values of earlier positions are kept, after rotation and before the kv heads
 are repeated for GQA, and with a sliding window only the last ``window - 1`` of them. The
 three softmax variants compute the same function, so they share one cached path (SDPA
@@ -19,9 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tel_core.interfaces import ModelContext
-from tel_core.kv_cache import LayerCache, rotate_at, score_bias_at
-from tel_core.nn import Attention, Positional, mark_residual_projection
+from tel_core.plugin import (
+    Attention,
+    LayerCache,
+    ModelContext,
+    Positional,
+    mark_residual_projection,
+    rotate_at,
+    score_bias_at,
+)
 
 _optional_positive = attrs.validators.optional(attrs.validators.ge(1))
 

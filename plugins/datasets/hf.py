@@ -24,10 +24,7 @@ from typing import Any
 
 import attrs
 
-from tel_core import hookimpl
-from tel_core.errors import TelError
-from tel_core.fingerprint import files_digest
-from tel_core.interfaces import DataContext, Dataset, Split
+from tel_core.plugin import DataContext, Dataset, Split, TelError, files_digest, hookimpl
 from tel_plugins.hub import first_line, quiet_hub
 
 #: Rows read per batch from ``datasets``.

@@ -22,9 +22,16 @@ from functools import cached_property
 import attrs
 import numpy as np
 
-from tel_core import hookimpl
-from tel_core.errors import TelError
-from tel_core.interfaces import DataContext, Dataset, Document, Optimum, OptimumContext, Split
+from tel_core.plugin import (
+    DataContext,
+    Dataset,
+    Document,
+    Optimum,
+    OptimumContext,
+    Split,
+    TelError,
+    hookimpl,
+)
 
 #: The symbols, in order: an alphabet of size n uses the first n.
 SYMBOLS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"

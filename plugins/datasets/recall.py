@@ -22,9 +22,7 @@ from collections.abc import Iterator
 import attrs
 import numpy as np
 
-from tel_core import hookimpl
-from tel_core.errors import TelError
-from tel_core.interfaces import DataContext, Dataset, Optimum, OptimumContext, Split
+from tel_core.plugin import DataContext, Dataset, Optimum, OptimumContext, Split, TelError, hookimpl
 
 KEYS = "abcdefghijklmnopqrstuvwxyz"
 VALUES = "0123456789"

@@ -17,10 +17,7 @@ from pathlib import Path
 
 import attrs
 
-from tel_core import hookimpl
-from tel_core.errors import TelError
-from tel_core.fingerprint import files_digest
-from tel_core.interfaces import DataContext, Dataset, Split
+from tel_core.plugin import DataContext, Dataset, Split, TelError, files_digest, hookimpl
 
 TEST_DIRS = {"test", "tests", "idle_test"}
 NOT_STDLIB = {"site-packages", "dist-packages", "__pycache__"}

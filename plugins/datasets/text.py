@@ -20,10 +20,7 @@ from pathlib import Path
 
 import attrs
 
-from tel_core import hookimpl
-from tel_core.errors import TelError
-from tel_core.fingerprint import files_digest
-from tel_core.interfaces import DataContext, Dataset, Document, Split
+from tel_core.plugin import DataContext, Dataset, Document, Split, TelError, files_digest, hookimpl
 
 #: Bytes read (and decoded) at a time.
 READ_BYTES = 1 << 20

@@ -8,9 +8,7 @@ import attrs
 import torch
 from torch import nn
 
-from tel_core import hookimpl
-from tel_core.interfaces import ModelContext
-from tel_core.nn import mark_residual_projection
+from tel_core.plugin import ModelContext, hookimpl, mark_residual_projection
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 

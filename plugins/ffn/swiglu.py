@@ -13,9 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tel_core import hookimpl
-from tel_core.interfaces import ModelContext
-from tel_core.nn import mark_residual_projection
+from tel_core.plugin import ModelContext, hookimpl, mark_residual_projection
 
 _optional_positive = attrs.validators.optional(attrs.validators.ge(1))
 

@@ -12,8 +12,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from tel_core import hookimpl, ui
-from tel_core.interfaces import Logger, LoggerContext
+from tel_core.plugin import Logger, LoggerContext, console, hookimpl
 
 
 @attrs.frozen
@@ -37,7 +36,7 @@ class ConsoleLogger(Logger):
     """A progress bar (step, loss, lr, tokens/s, MFU, ETA); eval results and samples above it."""
 
     def __init__(self, options: ConsoleOptions, ctx: LoggerContext) -> None:
-        self.console = ui.console
+        self.console = console
         self.max_steps = ctx.max_steps
         self.every = options.every or max(1, ctx.max_steps // 20)
         self.live = self.console.is_terminal

@@ -18,10 +18,14 @@ from typing import IO
 
 import attrs
 
-from tel_core import hookimpl, ui
-from tel_core.errors import ConfigError
-from tel_core.interfaces import Logger, LoggerContext
-from tel_core.rundir import truncate_metrics
+from tel_core.plugin import (
+    ConfigError,
+    Logger,
+    LoggerContext,
+    hookimpl,
+    truncate_metrics,
+    write_json_line,
+)
 
 
 @attrs.frozen
@@ -60,11 +64,11 @@ class JsonLogger(Logger):
         return self.stream
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
-        ui.write_json_line(self._open(), {"step": step, **metrics})
+        write_json_line(self._open(), {"step": step, **metrics})
 
     def log_text(self, step: int, name: str, text: str) -> None:
         if self.text:
-            ui.write_json_line(self._open(), {"step": step, f"text/{name}": text})
+            write_json_line(self._open(), {"step": step, f"text/{name}": text})
 
     def close(self) -> None:
         if self.stream is None:

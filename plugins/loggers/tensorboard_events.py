@@ -16,9 +16,7 @@ from typing import Any
 
 import attrs
 
-from tel_core import hookimpl
-from tel_core.errors import TelError
-from tel_core.interfaces import Logger, LoggerContext
+from tel_core.plugin import Logger, LoggerContext, TelError, hookimpl
 
 EVENT_FILES = "events.out.tfevents.*"
 

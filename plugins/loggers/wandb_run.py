@@ -16,9 +16,7 @@ from typing import Any, Literal
 
 import attrs
 
-from tel_core import hookimpl
-from tel_core.errors import TelError
-from tel_core.interfaces import Logger, LoggerContext
+from tel_core.plugin import Logger, LoggerContext, TelError, hookimpl
 
 #: The file in the run directory that keeps the W&B run's id for ``--resume``.
 ID_FILE = "wandb_run_id"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 from torch import nn
 
-from tel_core import hookimpl
+from tel_core.plugin import hookimpl
 
 
 @attrs.frozen

@@ -7,8 +7,7 @@ from typing import Literal
 import attrs
 import torch
 
-from tel_core import hookimpl
-from tel_core.interfaces import ParameterGroups
+from tel_core.plugin import ParameterGroups, hookimpl
 
 
 def _betas(instance: object, attribute: attrs.Attribute, value: tuple[float, float]) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from tel_core import hookimpl
-from tel_core.interfaces import ParameterGroups
+from tel_core.plugin import ParameterGroups, hookimpl
 
 
 @attrs.frozen

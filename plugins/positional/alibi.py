@@ -12,9 +12,7 @@ import math
 import attrs
 import torch
 
-from tel_core import hookimpl
-from tel_core.interfaces import ModelContext
-from tel_core.nn import Positional
+from tel_core.plugin import ModelContext, Positional, hookimpl
 
 
 @attrs.frozen

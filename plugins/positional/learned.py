@@ -6,9 +6,7 @@ import attrs
 import torch
 from torch import nn
 
-from tel_core import hookimpl
-from tel_core.interfaces import ModelContext
-from tel_core.nn import Positional
+from tel_core.plugin import ModelContext, Positional, hookimpl
 
 
 @attrs.frozen

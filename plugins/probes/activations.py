@@ -21,8 +21,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from tel_core import hookimpl
-from tel_core.probes import EvalBatch, Probe, ProbeContext, ProbeOptions, Report
+from tel_core.plugin import EvalBatch, Probe, ProbeContext, ProbeOptions, Report, hookimpl
 
 
 @attrs.frozen(kw_only=True)

@@ -1,7 +1,7 @@
 """Where attention looks, per layer and head, on the fixed validation batch.
 
 With ``p[b, h, i, j]`` the weight query ``i`` gives key ``j <= i`` (recorded through
-``tel_core.nn.record_attention``), over the real query positions of the first ``rows``
+``tel_core.plugin.record_attention``), over the real query positions of the first ``rows``
 rows, and each layer's mean over its heads:
 
 - ``attn/entropy/layer<l>[/head<h>]``: -sum_j p log2 p, in bits (0: one key takes it
@@ -27,11 +27,19 @@ import attrs
 import numpy as np
 import torch
 
-from tel_core import hookimpl
-from tel_core.errors import ConfigError, TelError
-from tel_core.media import Histogram
-from tel_core.nn import record_attention
-from tel_core.probes import EvalBatch, Probe, ProbeContext, ProbeOptions, ProbeSetup, Report
+from tel_core.plugin import (
+    ConfigError,
+    EvalBatch,
+    Histogram,
+    Probe,
+    ProbeContext,
+    ProbeOptions,
+    ProbeSetup,
+    Report,
+    TelError,
+    hookimpl,
+    record_attention,
+)
 
 GAP = 2  # pixels between the heads of a heatmap
 

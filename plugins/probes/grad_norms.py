@@ -20,9 +20,7 @@ import math
 import attrs
 import torch
 
-from tel_core import hookimpl
-from tel_core.media import Histogram
-from tel_core.probes import Probe, ProbeContext, ProbeOptions, Report, Update
+from tel_core.plugin import Histogram, Probe, ProbeContext, ProbeOptions, Report, Update, hookimpl
 
 
 @attrs.frozen(kw_only=True)

@@ -24,8 +24,7 @@ from typing import Any
 
 import attrs
 
-from tel_core import hookimpl
-from tel_core.probes import Probe, ProbeContext, ProbeOptions, Report, Update
+from tel_core.plugin import Probe, ProbeContext, ProbeOptions, Report, Update, hookimpl
 
 _above_one = attrs.validators.gt(1.0)
 

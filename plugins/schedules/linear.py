@@ -6,8 +6,7 @@ from collections.abc import Callable
 
 import attrs
 
-from tel_core import hookimpl
-from tel_core.interfaces import ScheduleContext
+from tel_core.plugin import ScheduleContext, hookimpl
 from tel_plugins.schedules.warmup import (
     check_floor,
     check_warmup,

@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from tel_core.errors import ConfigError
+from tel_core.plugin import ConfigError
 
 
 def fraction_validator(instance: object, attribute: attrs.Attribute, value: float | None) -> None:

@@ -22,10 +22,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from tel_core import hookimpl
-from tel_core.errors import TelError
-from tel_core.fingerprint import files_digest
-from tel_core.interfaces import Tokenizer
+from tel_core.plugin import TelError, Tokenizer, files_digest, hookimpl
 from tel_plugins.hub import first_line, quiet_hub
 
 #: The end-of-document token of GPT-2 and of the tokenizers this plugin trains.

@@ -8,8 +8,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from tel_core import hookimpl
-from tel_core.interfaces import Tokenizer
+from tel_core.plugin import Tokenizer, hookimpl
 
 
 @attrs.frozen

@@ -8,9 +8,7 @@ from typing import Any, Literal
 import attrs
 import numpy as np
 
-from tel_core import hookimpl
-from tel_core.errors import TelError
-from tel_core.interfaces import Tokenizer
+from tel_core.plugin import TelError, Tokenizer, hookimpl
 
 UNKNOWN = "\ufffd"  # what a character never seen in training decodes to
 #: Code points below each bound take 1, 2, 3 UTF-8 bytes; the rest take 4.

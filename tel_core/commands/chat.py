@@ -25,9 +25,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from tel_core.chat import ChatSettings, chat
-    from tel_core.generate import check_sampling
-    from tel_core.loading import load_run
+    from tel_core.use.chat import ChatSettings, chat
+    from tel_core.use.generate import check_sampling
+    from tel_core.use.load_run import load_run
 
     loaded = load_run(args.run_dir, args.checkpoint, device=args.device)
     sample = loaded.experiment.sample

@@ -82,16 +82,16 @@ def _missing(parser: argparse.ArgumentParser) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from tel_core.config_loader import load_experiment
-    from tel_core.datastats import prepare, print_prepare
+    from tel_core.data.statistics import prepare, print_prepare
+    from tel_core.train.experiment import load_experiment
 
     print_prepare(prepare(load_experiment(args.file, args.overrides)))
     return 0
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from tel_core.config_loader import load_experiment
-    from tel_core.datastats import analyze, print_analysis
+    from tel_core.data.statistics import analyze, print_analysis
+    from tel_core.train.experiment import load_experiment
 
     if args.sample_mb <= 0 or args.eval_mb <= 0:
         raise TelError("--sample-mb and --eval-mb must be positive")

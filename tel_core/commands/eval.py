@@ -57,8 +57,8 @@ def _batches(text: str) -> int | None:
 
 def _eval(args: argparse.Namespace) -> int:
     from tel_core import ui
-    from tel_core.eval_run import evaluate_run, format_table, save_result
-    from tel_core.loading import load_run
+    from tel_core.use.evaluate import evaluate_run, format_table, save_result
+    from tel_core.use.load_run import load_run
 
     batches = _batches(args.batches)
     loaded = load_run(

@@ -24,8 +24,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from tel_core import ui
-    from tel_core.export import export_run
-    from tel_core.loading import load_run
+    from tel_core.use.export import export_run
+    from tel_core.use.load_run import load_run
 
     loaded = load_run(args.run_dir, args.checkpoint, device="cpu")
     result = export_run(loaded, args.format, args.out)

@@ -41,8 +41,9 @@ def _generate(args: argparse.Namespace) -> int:
     import torch
 
     from tel_core.errors import TelError
-    from tel_core.generate import Sampling, check_sampling, generate_text, prompt_ids
-    from tel_core.loading import load_run
+    from tel_core.model.sampling import Sampling
+    from tel_core.use.generate import check_sampling, generate_text, prompt_ids
+    from tel_core.use.load_run import load_run
 
     loaded = load_run(args.run_dir, args.checkpoint, device=args.device)
     sample = loaded.experiment.sample

@@ -31,8 +31,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from tel_core import listing
-    from tel_core.registry import KINDS, Registry, disabled_plugins, strict_plugins
+    from tel_core.config import listing
+    from tel_core.registry.registry import KINDS, Registry, disabled_plugins, strict_plugins
 
     # Loaded leniently even under TEL_STRICT_PLUGINS=1: list everything, then fail.
     registry = Registry()

@@ -22,11 +22,11 @@ import attrs
 
 from tel_core import ui
 from tel_core.errors import TelError
-from tel_core.stopping import Stopped
 from tel_core.sweep.local import LocalExecutor, Task
 from tel_core.sweep.plan import SweepPlan, SweepRun, load_plan, parse_seeds
 from tel_core.sweep.slurm import SlurmExecutor, SlurmOptions
 from tel_core.sweep.state import SweepState, outcome, sweep_lock, where_it_stands
+from tel_core.train.stopping import Stopped
 
 __all__ = [
     "SlurmOptions",

@@ -32,9 +32,10 @@ from typing import Any
 import attrs
 
 from tel_core.analysis.arms import short_names, show
-from tel_core.config_loader import load_experiment, read_toml, tomllib
+from tel_core.config.loader import read_toml, tomllib
 from tel_core.errors import ConfigError
-from tel_core.registry import Registry
+from tel_core.registry.registry import Registry
+from tel_core.train.experiment import load_experiment
 
 SWEEP_KEYS = ("name", "experiment", "seeds", "set", "grid")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -5,7 +5,7 @@
     def test_scalenorm_keeps_the_norm_contract():
         check_norm("scalenorm")
 
-There is one ``check_<kind>`` per hook in ``tel_core.hookspecs``. Each takes a
+There is one ``check_<kind>`` per hook in ``tel_core.registry.hookspecs``. Each takes a
 component's registered name (or a ``Component``), optional options (None for the
 defaults, a dict checked like a TOML table, or an options instance) and an optional
 registry (default: every installed plugin), builds the component from its registered
@@ -13,9 +13,10 @@ factory exactly as the core does, and asserts the contract of its kind. A broken
 contract raises ``ConformanceError`` (an ``AssertionError``) whose message names the
 component, the check and what broke.
 
-``train_tiny`` trains a tiny model with chosen components for a few steps. Under
-pytest, tel's plugin also offers the fixtures ``tel_register`` and ``tel_train`` (see
-``tel_core.pytest_plugin``).
+``build_component(kind, name, *args)`` builds a registered component as the core does,
+for a plugin's own tests. ``train_tiny`` trains a tiny model with chosen components for a
+few steps. Under pytest, tel's plugin also offers the fixtures ``tel_register`` and
+``tel_train`` (see ``tel_core.pytest_plugin``).
 """
 
 from tel_core.testing.attention import check_attention
@@ -24,12 +25,17 @@ from tel_core.testing.loggers import LOOP_METRICS, check_logger
 from tel_core.testing.optim import check_optimizer, check_schedule
 from tel_core.testing.positional import check_positional
 from tel_core.testing.probes import check_probe
-from tel_core.testing.subject import ConformanceError, UndocumentedOptionsWarning, check_options
+from tel_core.testing.subject import (
+    ConformanceError,
+    UndocumentedOptionsWarning,
+    build_component,
+    check_options,
+)
 from tel_core.testing.tensors import model_context
 from tel_core.testing.text import SAMPLE_TEXTS, check_dataset, check_tokenizer
 from tel_core.testing.tiny import COMPONENT_KEYS, TinyRun, train_tiny
 
-#: The check for each kind of component (the keys of ``tel_core.registry.KINDS``).
+#: The check for each kind of component (the keys of ``tel_core.registry.registry.KINDS``).
 CHECKS = {
     "dataset": check_dataset,
     "tokenizer": check_tokenizer,
@@ -51,6 +57,7 @@ __all__ = [
     "ConformanceError",
     "TinyRun",
     "UndocumentedOptionsWarning",
+    "build_component",
     "check_attention",
     "check_dataset",
     "check_ffn",

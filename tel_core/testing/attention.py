@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from tel_core.errors import TelError
-from tel_core.interfaces import ModelContext
-from tel_core.kv_cache import KVCache, implements_cache
-from tel_core.nn import Positional
-from tel_core.registry import Component, Registry
+from tel_core.model.kv_cache import KVCache, implements_cache
+from tel_core.model.nn import Positional
+from tel_core.registry.interfaces import ModelContext
+from tel_core.registry.registry import Component, Registry
 from tel_core.testing.subject import (
     Subject,
     check_model_check,
@@ -198,7 +198,7 @@ def _cached_equals_forward(
         out,
         "feeding the sequence through forward_cached in pieces gives other outputs than "
         "forward on the whole: keep in cache.state what later positions need, and ask the "
-        "positional encoding at cache.offset (tel_core.kv_cache.rotate_at, score_bias_at)",
+        "positional encoding at cache.offset (tel_core.plugin.rotate_at, score_bias_at)",
     )
 
 

@@ -13,8 +13,8 @@ import attrs
 import torch
 from torch import nn
 
-from tel_core.interfaces import ModelContext
-from tel_core.registry import Component, Registry
+from tel_core.registry.interfaces import ModelContext
+from tel_core.registry.registry import Component, Registry
 from tel_core.testing.subject import (
     Subject,
     check_model_check,

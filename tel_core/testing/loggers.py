@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from tel_core.interfaces import Logger, LoggerContext
-from tel_core.media import Histogram
-from tel_core.registry import Component, Registry
+from tel_core.registry.interfaces import Logger, LoggerContext
+from tel_core.registry.media import Histogram
+from tel_core.registry.registry import Component, Registry
 from tel_core.testing.subject import check_options, fail, subject
 
 #: What the loop logs every ``log_every`` steps.
@@ -77,7 +77,7 @@ def check_logger(
 
     Builds it with ``factory(options, LoggerContext(...))`` for a run directory (a fresh
     temporary one unless ``run_dir`` is given) with standard output and error captured,
-    and checks: a ``tel_core.interfaces.Logger``; ``close()`` right away works (a run
+    and checks: a ``tel_core.plugin.Logger``; ``close()`` right away works (a run
     may fail before its first step); ``log`` accepts every record of ``LOOP_METRICS``
     without changing the mapping it was handed (other loggers get the same one);
     ``log_text`` takes a multi-line sample; ``log_histogram`` and ``log_image`` take a
@@ -99,7 +99,7 @@ def check_logger(
         def build(start_step: int = 0) -> Logger:
             return s.build_a(Logger, "a Logger", logger_context(run_dir, start_step))
 
-        with s.check("builds a tel_core.interfaces.Logger"):
+        with s.check("builds a tel_core.plugin.Logger"):
             logger = build()
         with s.check("close() before any log (a run that fails at once)"):
             logger.close()

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tel_core.interfaces import ScheduleContext
-from tel_core.model import parameter_groups
-from tel_core.registry import Component, Registry
+from tel_core.model.decoder import parameter_groups
+from tel_core.registry.interfaces import ScheduleContext
+from tel_core.registry.registry import Component, Registry
 from tel_core.testing.subject import check_options, fail, subject, wrong_type
 from tel_core.testing.tensors import randn, same_state
 

@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from tel_core.interfaces import ModelContext
-from tel_core.kv_cache import embed_at, rotate_at, score_bias_at
-from tel_core.nn import Positional
-from tel_core.registry import Component, Registry
+from tel_core.model.kv_cache import embed_at, rotate_at, score_bias_at
+from tel_core.model.nn import Positional
+from tel_core.registry.interfaces import ModelContext
+from tel_core.registry.registry import Component, Registry
 from tel_core.testing.attention import acts_in_attention, attention_core
 from tel_core.testing.subject import (
     check_model_check,
@@ -53,7 +53,7 @@ def check_positional(
     """Check a positional encoding against the ``register_positional`` contract.
 
     Builds it with ``factory(options, ctx)`` and checks that it is a
-    ``tel_core.nn.Positional``; that ``embed`` and ``rotate`` keep shape and dtype, and
+    ``tel_core.plugin.Positional``; that ``embed`` and ``rotate`` keep shape and dtype, and
     give a shorter sequence the first positions of a longer one (positions count from 0);
     that ``score_bias(T)`` is None or a finite-where-it-counts tensor broadcastable to
     (B, heads, T, T) whose top-left corner is ``score_bias`` of a shorter sequence; that
@@ -73,10 +73,10 @@ def check_positional(
     device = torch.device(device)
 
     def build() -> Positional:
-        return s.build_a(Positional, "a subclass of tel_core.nn.Positional", ctx).to(device)
+        return s.build_a(Positional, "a subclass of tel_core.plugin.Positional", ctx).to(device)
 
     check_model_check(s, ctx)
-    with s.check("builds a tel_core.nn.Positional"):
+    with s.check("builds a tel_core.plugin.Positional"):
         build()
     positional = seeded(build).eval()
     T, C, H, D = ctx.block_size, ctx.d_model, ctx.n_heads, ctx.head_dim

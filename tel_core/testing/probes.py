@@ -14,14 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from tel_core.batching import IGNORE_INDEX
-from tel_core.config_loader import experiment_from_dict
-from tel_core.distributed import Distributed
+from tel_core.data.batching import IGNORE_INDEX
 from tel_core.errors import TelError
-from tel_core.model import build_model
-from tel_core.probes import EvalBatch, Probe, ProbeContext, ProbeSetup, Report, Update
-from tel_core.registry import Component, Registry
+from tel_core.model.decoder import build_model
+from tel_core.probes.contract import EvalBatch, Probe, ProbeContext, ProbeSetup, Report, Update
+from tel_core.registry.registry import Component, Registry
 from tel_core.testing.subject import Subject, check_options, fail, subject
+from tel_core.train.distributed import Distributed
+from tel_core.train.experiment import experiment_from_dict
 
 VOCAB, BLOCK, ROWS, STEPS = 32, 16, 4, 4
 
@@ -47,7 +47,7 @@ def check_probe(
     Builds it with ``factory(options, ProbeContext(...))`` for a tiny model (``model``:
     changes to its ``[model]`` table, e.g. ``{"attention": "eager"}``) and checks: its
     options have an int ``every`` >= 1; its ``check`` (if any) accepts the experiment; a
-    ``tel_core.probes.Probe``; over four training steps, each moment returns a ``Report``
+    ``tel_core.plugin.Probe``; over four training steps, each moment returns a ``Report``
     or None with valid names, Python numbers, ``Histogram``s, uint8 images and text;
     no moment changes the parameters, the gradients, the model's mode or torch's random
     state, or leaves a hook installed; two runs give the same reports; and a probe
@@ -66,14 +66,14 @@ def check_probe(
     with s.check("its options have an int option 'every' >= 1"):
         every = getattr(s.options, "every", None)
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            fail(f"every is {every!r}; subclass tel_core.probes.ProbeOptions")
+            fail(f"every is {every!r}; subclass tel_core.plugin.ProbeOptions")
     if s.component.check is not None:
         with s.check("its check(options, setup) accepts the kit's experiment"):
             try:
                 s.component.check(s.options, ProbeSetup(experiment, s.registry))
             except (ValueError, TelError) as exc:
                 fail(f"it rejects the kit's model ({exc}); pass model={{...}} it accepts")
-    with s.check("builds a tel_core.probes.Probe"):
+    with s.check("builds a tel_core.plugin.Probe"):
         _Timeline(s, experiment).build_probe()
     with s.check("reports, and changes nothing, at every moment"):
         straight = _Timeline(s, experiment).run()
@@ -106,7 +106,7 @@ class _Timeline:
         self.val = (tokens[:, :-1], targets)
 
     def build_probe(self) -> Probe:
-        return self.s.build_a(Probe, "a tel_core.probes.Probe", self.ctx)
+        return self.s.build_a(Probe, "a tel_core.plugin.Probe", self.ctx)
 
     def run(self, swap_after: int | None = None) -> list[dict[str, Any]]:
         """Each step's reports (moment -> plain data)."""

@@ -17,10 +17,11 @@ from typing import Any, NoReturn
 import attrs
 import tomli_w
 
-from tel_core.config_loader import options_from_dict, to_dict
+from tel_core.config.loader import options_from_dict
+from tel_core.config.options import option_docs
+from tel_core.config.serialise import to_dict
 from tel_core.errors import TelError
-from tel_core.options import option_docs
-from tel_core.registry import Component, Registry, default_registry
+from tel_core.registry.registry import Component, Registry, default_registry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -129,6 +130,21 @@ def subject(
             f"got {type(options).__name__}"
         )
     return Subject(component, options, registry)
+
+
+def build_component(
+    kind: str,
+    component: str | Component,
+    *args: Any,
+    options: Any = None,
+    registry: Registry | None = None,
+) -> Any:
+    """A registered component built exactly as the core builds it: ``factory(options, *args)``.
+
+    ``options`` as for the checks (None: the defaults; a mapping, checked like a TOML table;
+    or an options instance); e.g. ``build_component("positional", "rope", model_context())``.
+    """
+    return subject(kind, component, options, registry).build(*args)
 
 
 def check_model_check(s: Subject, ctx: Any) -> None:

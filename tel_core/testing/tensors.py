@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tel_core.interfaces import ModelContext
+from tel_core.registry.interfaces import ModelContext
 from tel_core.testing.subject import fail
 
 BATCH = 2

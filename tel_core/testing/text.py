@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from tel_core.errors import TelError
-from tel_core.interfaces import DataContext, Dataset, Optimum, OptimumContext, Tokenizer
-from tel_core.registry import Component, Registry
+from tel_core.registry.interfaces import DataContext, Dataset, Optimum, OptimumContext, Tokenizer
+from tel_core.registry.registry import Component, Registry
 from tel_core.testing.subject import Subject, check_options, fail, subject
 
 #: Texts every tokenizer must round-trip once fitted on them: ASCII, code, accents,
@@ -43,7 +43,7 @@ def check_tokenizer(
 
     Builds it with ``factory(options)``, fits it on ``documents`` (default: ``texts``)
     given as a one-shot iterator, as the core does, and checks: a
-    ``tel_core.interfaces.Tokenizer`` with a positive int ``vocab_size``; encode gives a
+    ``tel_core.plugin.Tokenizer`` with a positive int ``vocab_size``; encode gives a
     list of ints or a 1-D integer array, every id in ``[0, vocab_size)``; ``decode(encode
     (text)) == text`` for each of ``texts`` (ASCII and non-ASCII by default);
     ``encode_batch`` gives what ``encode`` gives for each text; the empty text;
@@ -62,7 +62,7 @@ def check_tokenizer(
         tokenizer.fit(iter(corpus) if one_shot else corpus)
         return tokenizer
 
-    with s.check("builds and fits a tel_core.interfaces.Tokenizer"):
+    with s.check("builds and fits a tel_core.plugin.Tokenizer"):
         tokenizer = fitted()
 
     def one_shot_hint() -> str:
@@ -185,12 +185,12 @@ def check_dataset(
     Builds it with ``factory(options, ctx)`` (default ``DataContext(val_fraction=0.1,
     seed=0)``) and checks, on the first ``max_documents`` documents of each split (and
     the first ``MAX_PART_CHARS`` characters of a document given in parts): a
-    ``tel_core.interfaces.Dataset``; ``documents(split)`` yields documents (a str, or an
+    ``tel_core.plugin.Dataset``; ``documents(split)`` yields documents (a str, or an
     iterable of str parts), with some text in both "train" and "val"; the same documents
     in the same order on every call and from a second instance; train and val are not
     the same documents; ``fingerprint()`` is None or a string that stays the same for
     the same data; ``token_budget`` is None or a positive int; ``optimum`` (with the
-    byte tokenizer, rows of 256 tokens, padded) is None or a ``tel_core.interfaces.
+    byte tokenizer, rows of 256 tokens, padded) is None or a ``tel_core.registry.interfaces.
     Optimum`` with a finite, non-negative ``bits_per_token``, or a one-line ``TelError``
     (a task that needs other settings says so).
 
@@ -203,7 +203,7 @@ def check_dataset(
     def build() -> Dataset:
         return s.build_a(Dataset, "a Dataset", ctx)
 
-    with s.check("builds a tel_core.interfaces.Dataset"):
+    with s.check("builds a tel_core.plugin.Dataset"):
         dataset, twin = build(), build()
     splits = {}
     for split in ("train", "val"):
@@ -279,9 +279,7 @@ def _check_optimum(dataset: Dataset) -> None:
     if optimum is None:
         return
     if not isinstance(optimum, Optimum):
-        fail(
-            f"optimum() gave a {type(optimum).__name__}, not None or a tel_core.interfaces.Optimum"
-        )
+        fail(f"optimum() gave a {type(optimum).__name__}, not None or a tel_core.plugin.Optimum")
     bits = optimum.bits_per_token
     if bits is not None and not (isinstance(bits, float) and math.isfinite(bits) and bits >= 0):
         fail(f"optimum().bits_per_token is {bits!r}; it must be None or a finite float >= 0")

@@ -12,9 +12,10 @@ from typing import Any
 
 import attrs
 
-from tel_core.config_loader import experiment_from_dict, merge
-from tel_core.registry import Registry, default_registry
-from tel_core.train import RunResult, run
+from tel_core.config.loader import merge
+from tel_core.registry.registry import Registry, default_registry
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import RunResult, run
 
 #: The components ``train_tiny`` accepts, and where each goes in the experiment.
 COMPONENT_KEYS: dict[str, tuple[str, ...]] = {

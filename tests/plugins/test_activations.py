@@ -7,12 +7,12 @@ import pytest
 import scipy.stats
 import torch
 
-from tel_core.batching import IGNORE_INDEX
-from tel_core.config_loader import experiment_from_dict
-from tel_core.distributed import Distributed
-from tel_core.model import build_model
-from tel_core.probes import EvalBatch, ProbeContext
+from tel_core.data.batching import IGNORE_INDEX
+from tel_core.model.decoder import build_model
+from tel_core.probes.contract import EvalBatch, ProbeContext
 from tel_core.testing import check_probe
+from tel_core.train.distributed import Distributed
+from tel_core.train.experiment import experiment_from_dict
 from tel_plugins.probes.activations import Activations, ActivationsOptions, residual_stats
 
 

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from tel_core import hookimpl
-from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import ConfigError
 from tel_core.testing import check_probe
+from tel_core.train.experiment import experiment_from_dict
 from tel_plugins.probes.attention import distance_histogram, heatmap, layer_stats
 
 T = 8

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tel_core.config_loader import options_from_dict
+from tel_core.config.loader import options_from_dict
 from tel_core.errors import TelError
 from tel_core.testing import SAMPLE_TEXTS, check_tokenizer
 from tel_plugins.tokenizers.bpe import BpeOptions, BpeTokenizer

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tel_core.nn import Positional
+from tel_core.model.nn import Positional
 from tel_core.testing import check_attention, model_context
 from tel_plugins.attention.causal import CausalOptions, CausalSelfAttention
 

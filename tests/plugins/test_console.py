@@ -2,7 +2,7 @@
 
 import pytest
 
-from tel_core.interfaces import LoggerContext
+from tel_core.registry.interfaces import LoggerContext
 from tel_core.testing import check_logger
 from tel_plugins.loggers.console import ConsoleLogger, ConsoleOptions
 

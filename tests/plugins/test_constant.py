@@ -2,7 +2,7 @@
 
 import pytest
 
-from tel_core.interfaces import ScheduleContext
+from tel_core.registry.interfaces import ScheduleContext
 from tel_core.testing import check_schedule
 from tel_plugins.schedules.constant import ConstantOptions, constant
 

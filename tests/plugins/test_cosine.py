@@ -3,7 +3,7 @@
 import pytest
 
 from tel_core.errors import ConfigError
-from tel_core.interfaces import ScheduleContext
+from tel_core.registry.interfaces import ScheduleContext
 from tel_core.testing import check_schedule
 from tel_plugins.schedules.cosine import CosineOptions, cosine
 
@@ -41,7 +41,7 @@ def test_warmup_fraction_is_a_share_of_max_steps():
 
 
 def test_warmup_steps_and_warmup_fraction_together_are_an_error(registry):
-    from tel_core.config_loader import options_from_dict
+    from tel_core.config.loader import options_from_dict
     from tel_core.errors import TelError
 
     with pytest.raises(TelError, match="set warmup_steps or warmup_fraction, not both"):

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from tel_core.config_loader import experiment_from_dict
-from tel_core.distributed import Distributed
-from tel_core.model import build_model
-from tel_core.probes import ProbeContext, Update
+from tel_core.model.decoder import build_model
+from tel_core.probes.contract import ProbeContext, Update
 from tel_core.testing import check_probe
+from tel_core.train.distributed import Distributed
+from tel_core.train.experiment import experiment_from_dict
 from tel_plugins.probes.grad_norms import GradNorms, GradNormsOptions, group_of
 
 

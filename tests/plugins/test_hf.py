@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tel_core.config_loader import experiment_from_dict, options_from_dict
+from tel_core.config.loader import options_from_dict
 from tel_core.errors import TelError
-from tel_core.interfaces import DataContext
+from tel_core.registry.interfaces import DataContext
 from tel_core.testing import check_dataset
-from tel_core.train import run
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import run
 from tel_plugins.datasets.hf import HfDataset, HfOptions, _in_val
 
 from ..conftest import TINY

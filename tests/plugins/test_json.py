@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tel_core.interfaces import LoggerContext
+from tel_core.registry.interfaces import LoggerContext
 from tel_core.testing import check_logger
 from tel_plugins.loggers.json_lines import JsonLogger, JsonOptions
 

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from tel_core.interfaces import ScheduleContext
+from tel_core.registry.interfaces import ScheduleContext
 from tel_core.testing import check_schedule
 from tel_plugins.schedules.linear import LinearOptions, linear
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from scipy import linalg, stats
 
-from tel_core.config_loader import experiment_from_dict
-from tel_core.interfaces import DataContext, OptimumContext, document_text
+from tel_core.registry.interfaces import DataContext, OptimumContext, document_text
 from tel_core.testing import check_dataset
-from tel_core.train import run
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import run
 from tel_plugins.datasets.markov import SYMBOLS, MarkovChain, MarkovDataset, MarkovOptions
 from tel_plugins.tokenizers.bpe import BpeOptions, BpeTokenizer
 from tel_plugins.tokenizers.byte import ByteOptions, ByteTokenizer

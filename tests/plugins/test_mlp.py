@@ -3,7 +3,7 @@
 import pytest
 from torch import nn
 
-from tel_core.nn import is_residual_projection
+from tel_core.model.nn import is_residual_projection
 from tel_core.testing import check_ffn, model_context
 from tel_plugins.ffn.mlp import MLP, MLPOptions
 

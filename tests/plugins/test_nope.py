@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tel_core.nn import Positional
+from tel_core.model.nn import Positional
 from tel_core.testing import check_positional, model_context
 from tel_plugins.positional.nope import NoPE, NoPEOptions
 

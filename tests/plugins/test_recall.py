@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from tel_core.batching import make_sampler
-from tel_core.config_loader import experiment_from_dict
+from tel_core.data.batching import make_sampler
 from tel_core.errors import TelError
-from tel_core.evaluation import metrics, score_sums
-from tel_core.interfaces import DataContext, OptimumContext, Tokenizer
+from tel_core.registry.interfaces import DataContext, OptimumContext, Tokenizer
 from tel_core.testing import check_dataset
-from tel_core.train import run
+from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import run
+from tel_core.train.scoring import metrics, score_sums
 from tel_plugins.datasets.recall import RecallDataset, RecallOptions, episode_bits, episodes
 from tel_plugins.tokenizers.bpe import BpeOptions, BpeTokenizer
 from tel_plugins.tokenizers.byte import ByteOptions, ByteTokenizer

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from tel_core.config_loader import experiment_from_dict
 from tel_core.errors import ConfigError
-from tel_core.model import parameter_groups
+from tel_core.model.decoder import parameter_groups
 from tel_core.testing import check_optimizer
+from tel_core.train.experiment import experiment_from_dict
 from tel_plugins.optimizers.sgd import SGDOptions, sgd
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tel_core.probes import Update
+from tel_core.probes.contract import Update
 from tel_core.testing import check_probe
 from tel_plugins.probes.stability import Stability, StabilityOptions
 

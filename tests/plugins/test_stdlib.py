@@ -3,7 +3,7 @@
 import sysconfig
 from pathlib import Path
 
-from tel_core.interfaces import DataContext
+from tel_core.registry.interfaces import DataContext
 from tel_core.testing import check_dataset
 from tel_plugins.datasets.stdlib import StdlibDataset, StdlibOptions
 

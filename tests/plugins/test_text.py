@@ -8,7 +8,7 @@ import pytest
 
 import tel_plugins.datasets.text as text_module
 from tel_core.errors import TelError
-from tel_core.interfaces import DataContext, document_text
+from tel_core.registry.interfaces import DataContext, document_text
 from tel_core.testing import check_dataset
 from tel_plugins.datasets.text import TextDataset, TextOptions
 
@@ -161,7 +161,7 @@ def test_an_encoding_error_read_in_pieces_gives_the_offset_in_the_file(tmp_path,
 
 
 def test_an_unknown_encoding_is_an_option_error(registry):
-    from tel_core.config_loader import options_from_dict
+    from tel_core.config.loader import options_from_dict
 
     component = registry.get("dataset", "text")
     with pytest.raises(TelError, match="unknown text encoding 'utf-9'"):

@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-from tel_core.nn import Positional, mark_attention, record_attention
-from tel_core.registry import default_registry
-from tel_core.testing import check_attention, model_context
+from tel_core.plugin import Positional, mark_attention, record_attention
+from tel_core.testing import build_component, check_attention, model_context
 
 from tel_extras.talking_heads import TalkingHeadsAttention, TalkingHeadsOptions
 
@@ -15,18 +14,13 @@ def test_keeps_the_attention_contract(options):
     check_attention("talking_heads", options)
 
 
-def build(name: str, kind: str, ctx):
-    component = default_registry().get(kind, name)
-    return component.factory(component.options(), ctx)
-
-
 def test_starts_as_ordinary_multi_head_attention():
     ctx = model_context()
     talking = TalkingHeadsAttention(TalkingHeadsOptions(), ctx).eval()
-    plain = build("causal", "attention", ctx).eval()
+    plain = build_component("attention", "causal", ctx).eval()
     plain.load_state_dict(talking.state_dict(), strict=False)  # the same qkv and out
     x = torch.randn(2, ctx.block_size, ctx.d_model)
-    rope = build("rope", "positional", ctx)
+    rope = build_component("positional", "rope", ctx)
     torch.testing.assert_close(talking(x, rope), plain(x, rope), atol=1e-5, rtol=1e-5)
 
 

@@ -6,7 +6,7 @@ import math
 
 import attrs
 import torch
-from tel_core import hookimpl
+from tel_core.plugin import hookimpl
 from torch import nn
 
 

@@ -14,9 +14,7 @@ import math
 import attrs
 import torch
 import torch.nn.functional as F
-from tel_core import hookimpl
-from tel_core.interfaces import ModelContext
-from tel_core.nn import Attention, Positional, mark_residual_projection
+from tel_core.plugin import Attention, ModelContext, Positional, hookimpl, mark_residual_projection
 from torch import nn
 
 
@@ -58,7 +56,7 @@ class TalkingHeadsAttention(Attention):
             scores = torch.einsum("bhij,hg->bgij", scores, self.mix_scores)
         future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
         weights = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
-        if self.recording:  # tel_core.nn.record_attention(model) is open
+        if self.recording:  # tel_core.plugin.record_attention(model) is open
             self.record(weights)  # the softmax's: rows sum to one, as probes expect
         if self.mix_weights is not None:  # masked weights are 0 in every head: still causal
             weights = torch.einsum("bhij,hg->bgij", weights, self.mix_weights)
