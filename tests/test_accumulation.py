@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from tel_core.data.batching import IGNORE_INDEX, Batch
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import Trainer, run
+from tel_core.train.loop import Trainer
+from tel_core.train.run import run
 
 BLOCK = 16
 #: Real targets per row: from 1 to a full block, all different lengths.

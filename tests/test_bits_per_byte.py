@@ -12,7 +12,7 @@ import pytest
 from tel_core import hookimpl
 from tel_core.registry.interfaces import Tokenizer
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import run
+from tel_core.train.run import run
 
 PAIRS = "abcdefgh"
 

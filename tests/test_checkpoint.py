@@ -18,7 +18,7 @@ from tel_core.errors import TelError
 from tel_core.registry.registry import Registry
 from tel_core.train.checkpoint import load_checkpoint
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import run
+from tel_core.train.run import run
 
 from .conftest import ROOT, TINY
 

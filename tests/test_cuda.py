@@ -19,7 +19,8 @@ import torch
 
 from tel_core.train.checkpoint import load_checkpoint
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import Trainer, run
+from tel_core.train.loop import Trainer
+from tel_core.train.run import run
 from tel_core.train.stopping import Stopped
 
 from .conftest import ROOT

@@ -15,7 +15,7 @@ import pytest
 from tel_core.config.loader import read_toml
 from tel_core.config.serialise import to_dict
 from tel_core.train.experiment import load_experiment
-from tel_core.train.loop import run
+from tel_core.train.run import run
 
 from .conftest import EXPERIMENTS
 

@@ -12,7 +12,7 @@ import tel_core
 from tel_core.errors import TelError
 from tel_core.train.checkpoint import load_checkpoint
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import run
+from tel_core.train.run import run
 from tel_core.use.load_run import available_checkpoints, load_run
 
 from .trained import one_thread, train_run  # noqa: F401 - a fixture

@@ -15,8 +15,8 @@ from tel_core.config.schema import TrainConfig
 from tel_core.errors import ConfigError
 from tel_core.train.checkpoint import load_checkpoint
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import run
 from tel_core.train.precision import Precision, resolve_precision
+from tel_core.train.run import run
 
 CPU = torch.device("cpu")
 

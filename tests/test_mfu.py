@@ -10,7 +10,6 @@ import torch
 
 import tel_core.train.mfu
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import run
 from tel_core.train.mfu import (
     CACHE_FILE,
     Peak,
@@ -20,6 +19,7 @@ from tel_core.train.mfu import (
     measure_matmul,
     mfu,
 )
+from tel_core.train.run import run
 
 CPU = torch.device("cpu")
 

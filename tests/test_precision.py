@@ -10,8 +10,8 @@ import torch
 
 import tel_core.train.precision
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import run
 from tel_core.train.precision import CPU_BF16_MIN_WIDTH, Hardware, auto_precision, hardware
+from tel_core.train.run import run
 
 A100 = Hardware("cuda", cuda_capability=(8, 0))
 H100 = Hardware("cuda", cuda_capability=(9, 0))

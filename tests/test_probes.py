@@ -25,7 +25,7 @@ from tel_core.registry.interfaces import Logger
 from tel_core.registry.media import Histogram
 from tel_core.testing.loggers import TRAIN_METRICS
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import run
+from tel_core.train.run import run
 
 ALL_BUILTINS = [
     {"name": "grad_norms", "every": 2, "histograms": True},

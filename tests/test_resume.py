@@ -18,7 +18,7 @@ from tel_core.errors import ConfigError, TelError
 from tel_core.registry.interfaces import Logger
 from tel_core.train.checkpoint import load_checkpoint, step_file
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import run
+from tel_core.train.run import run
 from tel_core.train.stopping import Stopped
 
 

@@ -14,7 +14,8 @@ from tel_core.errors import ConfigError, TelError
 from tel_core.registry.interfaces import Logger
 from tel_core.train.checkpoint import load_checkpoint
 from tel_core.train.experiment import experiment_from_dict, load_experiment
-from tel_core.train.loop import Trainer, run
+from tel_core.train.loop import Trainer
+from tel_core.train.run import run
 
 
 def losses(run_dir):

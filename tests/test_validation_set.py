@@ -7,7 +7,7 @@ import json
 from tel_core.config.loader import merge
 from tel_core.data.batching import VAL_BATCH_ROWS
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import run
+from tel_core.train.run import run
 
 
 def test_runs_with_different_batch_sizes_are_scored_on_the_same_rows(tmp_path, tiny, registry):

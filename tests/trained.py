@@ -12,7 +12,7 @@ import torch
 from tel_core.config.loader import merge
 from tel_core.registry.registry import Registry
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import run
+from tel_core.train.run import run
 
 from .conftest import TINY
 

@@ -46,7 +46,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from tel_core import ui
     from tel_core.train.experiment import load_experiment
-    from tel_core.train.loop import run
+    from tel_core.train.run import run
 
     experiment = load_experiment(args.file, args.overrides)
     result = run(experiment, args.run_dir, overwrite=args.overwrite, resume=args.resume)

@@ -15,7 +15,8 @@ import attrs
 from tel_core.config.loader import merge
 from tel_core.registry.registry import Registry, default_registry
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import RunResult, run
+from tel_core.train.loop import RunResult
+from tel_core.train.run import run
 
 #: The components ``train_tiny`` accepts, and where each goes in the experiment.
 COMPONENT_KEYS: dict[str, tuple[str, ...]] = {

@@ -10,12 +10,16 @@ A run directory's ``checkpoints/`` holds ``latest.pt`` (the newest state, the on
 are kept. Each holds everything needed to continue exactly: model, optimizer, gradient
 scaler, every random generator's state, the data position, the step, the tokens seen,
 the best validation loss and the resolved config.
+
+``Checkpoints`` is the policy: which files a step writes, what a checkpoint holds and how
+a run continues from one (``resume_checkpoint`` finds and checks the one to continue from).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import re
 import zipfile
@@ -23,9 +27,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
+from tel_core.config.schema import Experiment, TrainConfig
+from tel_core.config.serialise import to_dict
 from tel_core.errors import ConfigError, TelError, one_line
+from tel_core.train.distributed import Distributed
+from tel_core.train.rng import rng_state, set_rng_state
 
 FORMAT = 2
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
@@ -56,7 +65,7 @@ def save_checkpoint(paths: Sequence[Path], state: dict[str, Any]) -> None:
             ) from exc
 
 
-#: What every checkpoint holds (``Trainer.state_dict``), besides its ``format``.
+#: What every checkpoint holds (``Checkpoints.state_dict``), besides its ``format``.
 KEYS = (
     "step",
     "model",
@@ -171,3 +180,122 @@ def check_resumable(checkpoint: Mapping[str, Any], current: Mapping[str, Any], w
             f"optimizer.lr) must match the checkpoint's, but these differ: "
             f"{', '.join(differences)}"
         )
+
+
+# -- a run's checkpoints: what they hold, and when they are written ----------------------
+
+
+@attrs.define
+class Progress:
+    """Where a run stands: saved in every checkpoint beside the components' states."""
+
+    step: int = 0  # optimizer steps taken
+    tokens: int = 0  # real (non-padding) target tokens trained on
+    best_val_loss: float = math.inf
+    elapsed_s: float = 0.0  # wall time of the run so far, across resumes
+    checkpoint_step: int | None = None  # the step latest.pt holds
+
+    def kept(self) -> str:
+        """What a run that fails now leaves to resume from."""
+        if self.checkpoint_step is None:
+            return "no checkpoint was written"
+        return f"the last good checkpoint (step {self.checkpoint_step}) is kept"
+
+
+class Checkpoints:
+    """A run's ``checkpoints/``: what each holds and which files a step writes.
+
+    ``parts`` are the stateful components, by their key in the checkpoint (``model``,
+    ``optimizer``, ``scaler``, ``data``, ``probes``): each has ``state_dict`` and
+    ``load_state_dict``. Every process takes part in a save (their random states are
+    gathered); rank 0 writes.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        train: TrainConfig,
+        config: dict[str, Any],
+        world: Distributed,
+        parts: dict[str, Any],
+    ) -> None:
+        self.directory = directory
+        self.train = train
+        self.config = config
+        self.world = world
+        self.parts = parts
+
+    def save(self, step: int, progress: Progress, val_loss: float | None = None) -> None:
+        """latest.pt; best.pt at a new best val loss; a step snapshot every checkpoint_every."""
+        train = self.train
+        if val_loss is not None and not math.isfinite(val_loss):
+            raise TelError(
+                f"the validation loss became {val_loss} at step {step}; {progress.kept()}"
+            )
+        names = ["latest.pt"]
+        if val_loss is not None and val_loss < progress.best_val_loss:
+            progress.best_val_loss = val_loss
+            names.append("best.pt")
+        if train.checkpoint_every and step % train.checkpoint_every == 0:
+            names.append(step_file(step))
+        progress.checkpoint_step = step
+        state = self.state_dict(step, progress)
+        if self.world.is_main:
+            save_checkpoint([self.directory / name for name in names], state)
+            prune_step_files(self.directory, train.keep_last)
+
+    def state_dict(self, step: int, progress: Progress) -> dict[str, Any]:
+        parts = self.parts
+        return {
+            "step": step,
+            "model": parts["model"].state_dict(),
+            "optimizer": parts["optimizer"].state_dict(),
+            "scaler": parts["scaler"].state_dict(),
+            "data": parts["data"].state_dict(),
+            "rng": self.world.gather(rng_state()),  # one state per process, by rank
+            "best_val_loss": progress.best_val_loss,
+            "tokens": progress.tokens,
+            "elapsed_s": progress.elapsed_s,
+            "config": self.config,
+            "probes": parts["probes"].state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> Progress:
+        """Restore every part to the exact state after the checkpoint's step; returns where
+        the run stands. The caller reseeds a process the checkpoint has no state for."""
+        parts = self.parts
+        try:
+            parts["model"].load_state_dict(state["model"])
+            parts["optimizer"].load_state_dict(state["optimizer"])
+            parts["scaler"].load_state_dict(state["scaler"])
+            parts["data"].load_state_dict(state["data"])
+            parts["probes"].load_state_dict(state.get("probes", {}))
+            states = state["rng"]
+            set_rng_state(states[self.world.rank % len(states)])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            where = state.get("file", "the checkpoint")
+            raise TelError(
+                f"cannot resume from {where} (step {state['step']}): {one_line(exc)}"
+            ) from exc
+        return Progress(
+            step=state["step"],
+            tokens=state["tokens"],
+            best_val_loss=state["best_val_loss"],
+            elapsed_s=state["elapsed_s"],
+            checkpoint_step=state["step"],
+        )
+
+
+def resume_checkpoint(
+    run_dir: Path, experiment: Experiment, path: Path | None = None
+) -> dict[str, Any]:
+    """The checkpoint ``--resume`` continues from (``path``, default the run directory's
+    ``checkpoints/latest.pt``), once it is known to fit ``experiment``."""
+    state = load_checkpoint(path or run_dir / "checkpoints" / "latest.pt")
+    check_resumable(state, to_dict(experiment), run_dir)
+    if state["step"] >= experiment.train.max_steps:
+        raise TelError(
+            f"{run_dir} has already trained {state['step']} of max_steps = "
+            f"{experiment.train.max_steps}; raise it to continue (--set train.max_steps=N)"
+        )
+    return state

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from tel_core import ui
-from tel_core.config.schema import Experiment, selections
+from tel_core.config.schema import Experiment, SampleConfig, selections
 from tel_core.config.serialise import dump_toml
 from tel_core.errors import TelError
 from tel_core.probes.records import PROBES_DIR
+from tel_core.registry.interfaces import Tokenizer
 from tel_core.registry.registry import Registry
 from tel_core.version import __version__
 
@@ -185,3 +186,38 @@ class MetricsFile:
 
     def close(self) -> None:
         self.file.close()
+
+
+def start_run_dir(
+    run_dir: Path,
+    *,
+    overwrite: bool,
+    resumed_from: int | None,
+    experiment: Experiment,
+    tokenizer: Tokenizer,
+    manifest: dict[str, Any],
+) -> MetricsFile:
+    """Everything is built: only now replace the old run (``--overwrite``) or trim a
+    resumed one (the steps after its checkpoint are trained again), then write the run's
+    files. Returns metrics.jsonl, open for the loop's records."""
+    with run_dir_errors(run_dir):
+        if overwrite:
+            clear_run_dir(run_dir)
+        if resumed_from is not None:
+            ui.truncate_metrics(run_dir / "metrics.jsonl", resumed_from)
+            truncate_probe_records(run_dir, resumed_from)
+        (run_dir / "tokenizer.json").write_text(
+            json.dumps({"name": experiment.data.tokenizer.name, "state": tokenizer.state_dict()})
+        )
+        write_config(run_dir, experiment)
+        write_manifest(run_dir, manifest)
+        return MetricsFile(run_dir / "metrics.jsonl")
+
+
+def write_sample(run_dir: Path, step: int, sample: SampleConfig, text: str) -> None:
+    """Append a generated sample to samples.txt, with the settings it was drawn with."""
+    with run_dir_errors(run_dir), open(run_dir / "samples.txt", "a", encoding="utf-8") as f:
+        f.write(
+            f"--- step {step}, prompt {sample.prompt!r}, temperature {sample.temperature}, "
+            f"top_k {sample.top_k}\n{text}\n"
+        )

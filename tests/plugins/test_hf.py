@@ -16,7 +16,7 @@ from tel_core.errors import TelError
 from tel_core.registry.interfaces import DataContext
 from tel_core.testing import check_dataset
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import run
+from tel_core.train.run import run
 from tel_plugins.datasets.hf import HfDataset, HfOptions, _in_val
 
 from ..conftest import TINY

@@ -14,7 +14,7 @@ from scipy import linalg, stats
 from tel_core.registry.interfaces import DataContext, OptimumContext, document_text
 from tel_core.testing import check_dataset
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import run
+from tel_core.train.run import run
 from tel_plugins.datasets.markov import SYMBOLS, MarkovChain, MarkovDataset, MarkovOptions
 from tel_plugins.tokenizers.bpe import BpeOptions, BpeTokenizer
 from tel_plugins.tokenizers.byte import ByteOptions, ByteTokenizer

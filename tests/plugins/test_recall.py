@@ -17,7 +17,7 @@ from tel_core.errors import TelError
 from tel_core.registry.interfaces import DataContext, OptimumContext, Tokenizer
 from tel_core.testing import check_dataset
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import run
+from tel_core.train.run import run
 from tel_core.train.scoring import metrics, score_sums
 from tel_plugins.datasets.recall import RecallDataset, RecallOptions, episode_bits, episodes
 from tel_plugins.tokenizers.bpe import BpeOptions, BpeTokenizer

@@ -9,7 +9,7 @@ import pytest
 from tel_core.errors import TelError
 from tel_core.testing import check_logger
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import run
+from tel_core.train.run import run
 from tel_plugins.loggers.tensorboard_events import flat_hparams, summary_writer
 
 from ..trackers import jsonl, metric, tensorboard_events, tensorboard_scalars

@@ -11,7 +11,7 @@ from tel_core.errors import TelError
 from tel_core.registry.interfaces import LoggerContext
 from tel_core.testing import check_logger
 from tel_core.train.experiment import experiment_from_dict
-from tel_core.train.loop import run
+from tel_core.train.run import run
 from tel_plugins.loggers.wandb_run import ID_FILE, WandbLogger, WandbOptions
 
 from ..trackers import (
