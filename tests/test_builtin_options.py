@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -29,7 +29,8 @@ from .conftest import builtin_components
 
 # Small, edge-heavy values: large enough to hit every validator, small enough to build.
 FLOATS = st.sampled_from([-1.0, 0.0, 1e-8, 0.5, 0.999, 1.0, 2.0, 1e4])
-INTS = st.integers(-2, 6)
+# Large ones too: some options have floors far above 6 (a BPE vocabulary holds 256 bytes).
+INTS = st.one_of(st.integers(-2, 6), st.sampled_from([64, 257, 4096]))
 BUILT = ("tokenizer", "attention", "positional", "norm", "ffn", "optimizer", "schedule")
 
 
@@ -74,21 +75,30 @@ def build(kind: str, factory: Any, options: Any) -> None:
 
 
 @pytest.mark.parametrize(("kind", "name"), builtin_components(tuple(BUILT)))
-@settings(
-    max_examples=40,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(data=st.data())
-def test_accepted_options_build(registry, kind, name, data):
+def test_accepted_options_build(registry, kind, name):
     component = registry.get(kind, name)
-    table = data.draw(tables(component.options))
-    try:
-        options = options_from_dict(component, table)
-        if component.check is not None:  # what the loader runs for model components
-            component.check(options, model_context())
-    except (TelError, ValueError):
-        return  # rejected with one clear line: what should happen
-    with contextlib.suppress(TelError):  # a one-line error from the factory is fine too
-        build(kind, component.factory, options)
+    accepted: list[dict[str, Any]] = []
+
+    @settings(max_examples=60, derandomize=True, deadline=None, database=None)
+    @given(table=tables(component.options))
+    def accepted_tables_build(table: dict[str, Any]) -> None:
+        try:
+            options = options_from_dict(component, table)
+            if component.check is not None:  # what the loader runs for model components
+                component.check(options, model_context())
+        except (TelError, ValueError):
+            return  # rejected with one clear line: what should happen
+        accepted.append(table)
+        with contextlib.suppress(TelError):  # a one-line error from the factory is fine too
+            build(kind, component.factory, options)
+
+    accepted_tables_build()
+    # Not vacuous: every option was set, to a value the loader accepted, in some table
+    # that was then built (a strategy that only ever drew rejected values proves nothing).
+    fields = {f.name for f in attrs.fields(component.options)}
+    exercised = {key for table in accepted for key in table}
+    assert fields <= exercised, (
+        f"{kind} {name!r}: no accepted table set {sorted(fields - exercised)} "
+        f"({len(accepted)} of the draws were accepted)"
+    )
+    assert accepted, f"{kind} {name!r}: every drawn table was rejected"

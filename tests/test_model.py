@@ -13,6 +13,8 @@ from tel_core.errors import ConfigError
 from tel_core.model.decoder import build_model, parameter_groups
 from tel_core.train.experiment import experiment_from_dict
 
+from .flops import counted_flops_per_token
+
 VOCAB, BLOCK = 50, 16
 
 
@@ -74,11 +76,21 @@ def test_parameter_groups_hold_every_parameter_once(registry, tiny):
     assert all(p.dim() < 2 for p in groups.vectors)
 
 
-@pytest.mark.parametrize("tied", [True, False])
-def test_flops_per_token_counts_the_head_once(registry, tiny, tied):
-    model = tiny_model(registry, tiny, tie_embeddings=tied)
-    matrices = sum(p.numel() for p in parameter_groups(model).matrices)
-    assert model.flops_per_token() == 6 * (matrices + VOCAB * 32) + 12 * 2 * 32 * BLOCK
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"tie_embeddings": True},
+        {"tie_embeddings": False},  # the head counted once, tied or not
+        {"attention": {"name": "causal", "n_kv_heads": 2}, "ffn": "swiglu"},
+        {"attention": "eager", "positional": "rope", "norm_placement": "sandwich"},
+        {"attention": "manual", "positional": "alibi", "n_layers": 3, "d_model": 48},
+    ],
+)
+def test_flops_per_token_is_what_torch_counts_in_a_training_pass(registry, tiny, changes):
+    """The PaLM estimate (6 per weight, 12 L d T for attention) against torch's own count
+    of one forward and backward pass (torch.utils.flop_counter)."""
+    model = tiny_model(registry, tiny, **changes)
+    assert model.flops_per_token() == counted_flops_per_token(model, VOCAB, BLOCK)
 
 
 @pytest.mark.parametrize("decay_embeddings", [False, True])

@@ -25,12 +25,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A trained run, one of another architecture, one without checkpoints, and one whose
-    tokenizer refuses characters it never saw."""
+    """A trained run (with step snapshots), one of another architecture, one without
+    checkpoints, and one whose tokenizer refuses characters it never saw."""
     registry = Registry()
     registry.load_entry_points()
     root = tmp_path_factory.mktemp("use")
-    trained = train_run(root / "a", registry)
+    trained = train_run(root / "a", registry, {"train": {"checkpoint_every": 3}})
     other = train_run(root / "b", registry, {"model": {"d_model": 16}})
     bare = shutil.copytree(trained, root / "bare", ignore=shutil.ignore_patterns("*.pt"))
     strict = train_run(
@@ -71,7 +71,12 @@ def test_bad_inputs_are_one_line_and_exit_code_2(capsys, runs, tmp_path, command
     code, _, err = tel(capsys, command, runs["trained"], "--checkpoint", foreign, *extra)
     one_line_error(code, err, "holds another model", "model.d_model (16 -> 32)")
     code, _, err = tel(capsys, command, runs["trained"], "--checkpoint", "newest", *extra)
-    one_line_error(code, err, "unknown --checkpoint 'newest'", "best, latest, step:3, step:6"[:10])
+    one_line_error(
+        code,
+        err,
+        "unknown --checkpoint 'newest': give best, latest, step:N or the path of a checkpoint "
+        f"file; {runs['trained']} has best, latest, step:3, step:6",
+    )
 
 
 def test_a_prompt_the_tokenizer_cannot_encode(capsys, runs):
