@@ -78,7 +78,7 @@ def test_unknown_plugin_name_suggests(tmp_path, registry):
         ("[train]\nmax_steps = 2.5", "[train] max_steps: expected int, got 2.5"),
         ("[model]\nbias = 'no'", "[model] bias: expected bool, got 'no'"),
         ("[model]\nnorm_placement = 'x'", "expected one of 'pre', 'post', 'sandwich', got 'x'"),
-        ("[train]\nmax_steps = 0", "[train]: 'max_steps' must be > 0: 0"),
+        ("[train]\nmax_steps = 0", "[train] max_steps: 'max_steps' must be > 0: 0"),
         ("[model]\nd_model = 100\nn_heads = 3", "n_heads (3) must divide d_model (100)"),
         ("[train]\nbatch_size = 6\nmicro_batch_size = 4", "micro_batch_size (4) must divide"),
         ("[optimizer]\nname = 'adamw'\nbetas = [0.9]", "[optimizer] betas:"),
@@ -136,16 +136,53 @@ def test_bad_values_are_named(tmp_path, registry, toml, expected):
         ),
         (
             "[model.attention]\nname = 'eager'\nwindow = 0",
-            "[model.attention] (attention 'eager'): 'window' must be >= 1: 0",
+            "[model.attention] window (attention 'eager'): 'window' must be >= 1: 0",
         ),
         (
             "[model.attention]\nname = 'linear'\nn_kv_heads = 0",
-            "[model.attention] (attention 'linear'): 'n_kv_heads' must be >= 1: 0",
+            "[model.attention] n_kv_heads (attention 'linear'): 'n_kv_heads' must be >= 1: 0",
         ),
     ],
 )
 def test_constraints_across_keys_name_file_table_and_keys(tmp_path, registry, toml, expected):
     path = write(tmp_path / "x.toml", f'name = "x"\n{toml}\n')
+    with pytest.raises(ConfigError) as excinfo:
+        load_experiment(path, registry=registry)
+    assert str(excinfo.value).startswith(f"{path} {expected}")
+
+
+def _even(instance, attribute, value):
+    if value % 2:
+        raise ValueError(f"must be even, got {value}")  # names no key: tel adds it
+
+
+@attrs.frozen
+class _EvenOptions:
+    width: int = attrs.field(default=2, validator=_even)
+    depth: int = attrs.field(default=2, validator=_even)
+
+    def __attrs_post_init__(self) -> None:
+        if self.width * self.depth > 100:
+            raise ValueError("width * depth must be at most 100")
+
+
+class _EvenPlugin:
+    @hookimpl
+    def register_ffn(self, register):
+        register("evens", lambda options, ctx: None, options=_EvenOptions)
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ("depth = 3", "[model.ffn] depth (ffn 'evens'): must be even, got 3"),
+        ("width = 4\ndepth = 5", "[model.ffn] depth (ffn 'evens'): must be even, got 5"),
+        ("width = 20\ndepth = 20", "[model.ffn] (ffn 'evens'): width * depth must be at most"),
+    ],
+)
+def test_a_validators_error_names_file_table_and_key(tmp_path, registry, table, expected):
+    registry.add_plugin(_EvenPlugin(), name="evens")
+    path = write(tmp_path / "x.toml", f'name = "x"\n[model.ffn]\nname = "evens"\n{table}\n')
     with pytest.raises(ConfigError) as excinfo:
         load_experiment(path, registry=registry)
     assert str(excinfo.value).startswith(f"{path} {expected}")

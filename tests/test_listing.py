@@ -10,7 +10,7 @@ import pytest
 from tel_core import hookimpl
 from tel_core.config.listing import component_info, component_tables, listing, toml_example
 from tel_core.config.loader import merge
-from tel_core.registry.registry import KINDS
+from tel_core.registry.registry import KINDS, first_sentence
 from tel_core.train.experiment import experiment_from_dict
 
 if sys.version_info >= (3, 11):
@@ -47,6 +47,31 @@ def test_the_shown_table_selects_the_component_with_its_defaults(registry, kind)
         selected = selected[0] if isinstance(selected, tuple) else selected
         assert selected.name == component.name
         assert selected.options == component.options()
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_only_options_without_a_value_are_commented_out(registry, kind):
+    """A default that TOML can write (an array such as AdamW's betas) is written, on one
+    line; a comment says why an option is left out (not set by default)."""
+    for component in registry.components(kind).values():
+        for line in toml_example(component).splitlines():
+            assert not line.startswith("#") or line.endswith("not set by default)"), line
+            assert "= [" not in line or line.endswith("]"), line
+
+
+def test_a_description_is_its_first_sentence_not_its_first_line(registry):
+    # `text`'s docstring wraps its first sentence onto a second line.
+    assert component_info(registry.get("dataset", "text"))["doc"].endswith("the rest validates.")
+    doc = """Some files, concatenated: the first 1 - val_fraction of the bytes trains, the rest
+    validates (e.g. 0.1 of them). Documents are cut at separators.
+
+    More."""
+    assert first_sentence(doc) == (
+        "Some files, concatenated: the first 1 - val_fraction of the bytes trains, the rest "
+        "validates (e.g. 0.1 of them)."
+    )
+    assert first_sentence("One line, no stop") == "One line, no stop"
+    assert first_sentence("Shown?\n\nNot this.") == "Shown?"
 
 
 @attrs.frozen

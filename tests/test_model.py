@@ -11,6 +11,7 @@ import torch
 from tel_core import hookimpl
 from tel_core.errors import ConfigError
 from tel_core.model.decoder import build_model, parameter_groups
+from tel_core.model.nn import Positional
 from tel_core.train.experiment import experiment_from_dict
 
 from .flops import counted_flops_per_token
@@ -172,3 +173,48 @@ def test_build_model_runs_the_checks_before_building_anything(registry, tiny):
     with pytest.raises(ConfigError, match=r"^\[model.ffn\]: spy needs d_model 32, got d_model"):
         build_model(wider, VOCAB, BLOCK, registry)
     assert spy.built == []
+
+
+class _DepthScaled(torch.nn.Module):
+    """A feed-forward branch scaled by its depth, as differential attention's lambda_init
+    (0.8 - 0.6 exp(-0.3 layer)) or depth-muP's 1 / sqrt(n_layers) need the block's index."""
+
+    def __init__(self, options, ctx):
+        super().__init__()
+        self.layer, self.n_layers = ctx.layer, ctx.n_layers
+        self.scale = 0.8 - 0.6 * math.exp(-0.3 * ctx.layer)
+
+    def forward(self, x):
+        return self.scale * x
+
+
+class _DepthPlugin:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int | None, int]] = []
+
+    @hookimpl
+    def register_ffn(self, register):
+        register("depth_scaled", _DepthScaled)
+
+    @hookimpl
+    def register_positional(self, register):
+        def factory(options, ctx):
+            self.seen.append(("positional", ctx.layer, ctx.n_layers))
+            return Positional()
+
+        register("depth_spy", factory, check=self.check)
+
+    def check(self, options, ctx):
+        self.seen.append(("check", ctx.layer, ctx.n_layers))
+
+
+def test_each_block_is_built_knowing_its_index_and_the_depth(registry, tiny):
+    plugin = _DepthPlugin()
+    registry.add_plugin(plugin, name="depth")
+    model = tiny_model(registry, tiny, n_layers=3, ffn="depth_scaled", positional="depth_spy")
+    assert [(b.ffn.layer, b.ffn.n_layers) for b in model.blocks] == [(0, 3), (1, 3), (2, 3)]
+    scales = [b.ffn.scale for b in model.blocks]
+    assert scales == sorted(scales) and len(set(scales)) == 3  # deeper blocks, larger lambda
+    # The positional encoding serves every block, and checks judge the whole model.
+    assert ("positional", None, 3) in plugin.seen
+    assert all(layer is None for kind, layer, _ in plugin.seen if kind == "check")

@@ -272,10 +272,13 @@ def test_every_fresh_run_starts_with_the_sanity_line(tel_train, capsys):
     ("probes", "error"),
     [
         ([{"name": "grad_norm"}], "unknown probe 'grad_norm' in <dict> [probes.0]; did you mean"),
-        ([{"name": "stability", "every": 0}], "<dict> [probes.0] (probe 'stability'): 'every'"),
+        (
+            [{"name": "stability", "every": 0}],
+            "<dict> [probes.0] every (probe 'stability'): 'every'",
+        ),
         (
             [{"name": "stability"}, {"name": "attention", "rows": 0}],
-            "<dict> [probes.1] (probe 'attention'): 'rows' must be >= 1",
+            "<dict> [probes.1] rows (probe 'attention'): 'rows' must be >= 1",
         ),
         (
             [{"name": "activations", "row": 2}],

@@ -100,7 +100,7 @@ def test_undocumented_options_are_a_warning_not_a_failure():
 
 def test_train_tiny_trains_the_chosen_components(tmp_path, registry):
     run = train_tiny(
-        tmp_path,
+        str(tmp_path / "tiny"),  # a str is a directory too
         steps=6,
         registry=registry,
         norm="rmsnorm",
@@ -108,6 +108,7 @@ def test_train_tiny_trains_the_chosen_components(tmp_path, registry):
         config={"model": {"n_layers": 1}},
     )
     assert len(run.losses) == 6 and run.learned
+    assert run.run_dir == tmp_path / "tiny" / "run" and run.run_dir.is_dir()
     assert attrs.evolve(run, losses=[3.0, 2.0]).learned
     assert not attrs.evolve(run, losses=[2.0, 3.0, 1.0, 1.5, 2.5, 3.5]).learned
     manifest = (run.run_dir / "manifest.json").read_text()

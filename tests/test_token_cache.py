@@ -17,6 +17,7 @@ from tel_core.data.token_cache import cache_root, prepare_tokens
 from tel_core.registry.interfaces import DataContext
 from tel_core.registry.registry import Registry, Source
 from tel_core.train.experiment import experiment_from_dict
+from tel_core.train.loop import Trainer
 
 from .conftest import TINY
 
@@ -74,6 +75,20 @@ def test_a_second_run_hits_the_cache_and_reads_no_document(registry, own_cache, 
     second = prepare_tokens(cfg, dataset, tokenizer)
     assert second.cache_dir == first.cache_dir and len(cache_dirs(own_cache)) == 1
     assert np.array_equal(second.train, first.train) and np.array_equal(second.val, first.val)
+
+
+def test_tokenizing_is_announced_only_when_it_happens(registry, own_cache, tiny, capsys):
+    """A cache hit says where the tokens come from; it does not claim to tokenize."""
+    experiment = experiment_from_dict(tiny, registry)
+    said = []
+    for name in ("first", "second"):
+        (run_dir := own_cache.parent / name).mkdir()
+        Trainer(experiment, run_dir, registry).close()
+        said.append(capsys.readouterr().out)
+    first, second = said
+    assert "tiny: tokenizing text with char" in first and "from the cache" not in first
+    assert not [line for line in second.splitlines() if "tokenizing" in line.split(" /")[0]]
+    assert f"tiny: the tokens of text with char come from the cache {own_cache}" in second
 
 
 def test_an_edit_to_the_same_size_and_time_misses_the_cache(registry, own_cache, corpus):

@@ -132,12 +132,33 @@ def toml_example(component: Component) -> str:
 
 
 def _toml_line(key: str, value: Any) -> str:
+    text = toml_value(value)
+    # A value TOML cannot hold (an options class's own type, say) stays a comment.
+    return f"{key} = {text}" if text is not None else f"# {key} = {value!r}  (not a TOML value)"
+
+
+def toml_value(value: Any) -> str | None:
+    """``value`` written inline, as on one line of an experiment file (arrays and tables
+    too: ``[0.9, 0.95]``, ``{ name = "x" }``); None if TOML cannot hold it."""
+    if isinstance(value, (list, tuple)):
+        items = [toml_value(item) for item in value]
+        if any(item is None for item in items):
+            return None
+        return "[" + ", ".join(item for item in items if item is not None) + "]"
+    if isinstance(value, dict):
+        pairs = [(toml_key(k), toml_value(v)) for k, v in value.items()]
+        if any(v is None for _, v in pairs):
+            return None
+        return "{ " + ", ".join(f"{k} = {v}" for k, v in pairs) + " }" if pairs else "{}"
     try:
-        text = tomli_w.dumps({key: value}).strip()
+        return tomli_w.dumps({"v": value}).strip().removeprefix("v = ")
     except TypeError:
-        text = ""
-    # A table-valued default would open a [section]; show it as a comment instead.
-    return text if text and "\n" not in text else f"# {key} = {value!r}"
+        return None
+
+
+def toml_key(key: Any) -> str:
+    """A key as TOML writes it: bare when it can be, quoted otherwise."""
+    return tomli_w.dumps({str(key): 0}).strip().rsplit(" = ", 1)[0]
 
 
 # -- text output -------------------------------------------------------------------
@@ -159,8 +180,8 @@ def _option_head(option: dict[str, Any]) -> str:
 def _toml_value(value: Any) -> str:
     if value is None:  # TOML has no null: the option is simply left out
         return "(not set)"
-    line = _toml_line("v", value)
-    return line[len("v = ") :] if line.startswith("v = ") else repr(value)
+    text = toml_value(value)
+    return text if text is not None else repr(value)
 
 
 def print_listing(data: dict[str, Any]) -> None:

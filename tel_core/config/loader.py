@@ -217,6 +217,31 @@ def _first_leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+def _rejected_key(
+    fields: dict[str, attrs.Attribute], values: dict[str, Any], exc: BaseException
+) -> str | None:
+    """The field whose validator raised ``exc`` when the class was built from ``values``:
+    each validator is run again on its own value, and the one that raises the same error
+    is the culprit. None when none does (``__attrs_post_init__``, a check across keys)."""
+    for name, field in fields.items():
+        if field.validator is None:
+            continue
+        if name in values:
+            value = values[name]
+        elif isinstance(field.default, attrs.Factory) and not field.default.takes_self:
+            value = field.default.factory()
+        elif field.default is not attrs.NOTHING:
+            value = field.default
+        else:
+            continue
+        try:
+            field.validator(None, field, value)
+        except Exception as again:  # a validator that needs the instance: not this one
+            if type(again) is type(exc) and str(again) == str(exc):
+                return name
+    return None
+
+
 class _Structurer:
     """Turns merged TOML data into an ``Experiment``, one table at a time."""
 
@@ -293,7 +318,11 @@ class _Structurer:
             return cls(**values)
         except (ValueError, TypeError) as exc:
             what = f" ({owner})" if owner else ""
-            raise ConfigError(f"{self.where(path)}{what}: {exc}") from None
+            # A validator's message names the key only if its author wrote it in: say
+            # which key it is whatever the message (a check across keys names none).
+            key = _rejected_key(fields, values, exc)
+            at = self.where(path, key, given=key in data) if key else self.where(path)
+            raise ConfigError(f"{at}{what}: {exc}") from None
 
     def value(self, type_: Any, raw: Any, table: KeyPath, key: str) -> Any:
         try:

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -131,14 +131,19 @@ def prepare_tokens(
     *,
     progress: bool = True,
     chunk_chars: int = CHUNK_CHARS,
+    announce: Callable[[], None] | None = None,
 ) -> TokenSplits:
     """Fit the tokenizer and tokenize both splits, reusing the cache when it matches.
 
     A dataset without a fingerprint is tokenized afresh, into files that are mapped and
     deleted at once (the memory stays bounded all the same). ``registry`` (default: every
-    installed plugin) says which distribution each plugin comes from.
+    installed plugin) says which distribution each plugin comes from. ``announce`` is
+    called just before tokenizing, and not at all when the cache holds the tokens.
     """
     key = cache_key(cfg, dataset, tokenizer, registry)
+    if key is None or not (cache_dir(key) / "key.json").is_file():
+        if announce is not None:
+            announce()
     if key is None:
         scratch = cache_root() / "tokens"
         scratch.mkdir(parents=True, exist_ok=True)

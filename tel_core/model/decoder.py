@@ -26,12 +26,13 @@ from tel_core.registry.registry import MODEL_KINDS, Registry
 
 @attrs.frozen
 class ModelParts:
-    """Constructors for the parts of a model, already bound to their options."""
+    """Constructors for the parts of a model, already bound to their options; attention
+    and feed-forward take the index of the block they are built for."""
 
-    attention: Callable[[], nn.Module]
+    attention: Callable[[int], nn.Module]
     positional: Callable[[], Positional]
     norm: Callable[[int], nn.Module]
-    ffn: Callable[[], nn.Module]
+    ffn: Callable[[int], nn.Module]
 
 
 def model_context(cfg: ModelConfig, block_size: int, registry: Registry) -> ModelContext:
@@ -75,10 +76,10 @@ def model_parts(cfg: ModelConfig, block_size: int, registry: Registry) -> ModelP
     ctx = model_context(cfg, block_size, registry)
     norm = ctx.make_norm
     return ModelParts(
-        attention=lambda: registry.build("attention", cfg.attention, ctx),
+        attention=lambda i: registry.build("attention", cfg.attention, attrs.evolve(ctx, layer=i)),
         positional=lambda: registry.build("positional", cfg.positional, ctx),
         norm=norm,
-        ffn=lambda: registry.build("ffn", cfg.ffn, ctx),
+        ffn=lambda i: registry.build("ffn", cfg.ffn, attrs.evolve(ctx, layer=i)),
     )
 
 
@@ -93,13 +94,13 @@ class Block(nn.Module):
     writes into it, so no branch can swamp the stream.
     """
 
-    def __init__(self, cfg: ModelConfig, parts: ModelParts) -> None:
+    def __init__(self, cfg: ModelConfig, parts: ModelParts, layer: int) -> None:
         super().__init__()
         self.placement = cfg.norm_placement
         self.norm_attn = parts.norm(cfg.d_model)
-        self.attn = mark_attention(parts.attention())
+        self.attn = mark_attention(parts.attention(layer))
         self.norm_ffn = parts.norm(cfg.d_model)
-        self.ffn = parts.ffn()
+        self.ffn = parts.ffn(layer)
         if self.placement == "sandwich":  # a second norm on each branch's output
             self.norm_attn_out = parts.norm(cfg.d_model)
             self.norm_ffn_out = parts.norm(cfg.d_model)
@@ -134,7 +135,7 @@ class LanguageModel(nn.Module):
         self.token_embedding = nn.Embedding(vocab_size, cfg.d_model)
         self.positional = parts.positional()
         self.dropout = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg, parts) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg, parts, i) for i in range(cfg.n_layers))
         # Post-LN blocks already end in a norm; a second one in a row would add nothing.
         post = cfg.norm_placement == "post"
         self.final_norm = nn.Identity() if post else parts.norm(cfg.d_model)

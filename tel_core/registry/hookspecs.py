@@ -68,8 +68,12 @@ def register_tokenizers(register: Register) -> None:
 
     ``factory(options) -> tel_core.plugin.Tokenizer``. ``decode(encode(text))`` must
     give ``text`` back for any text the tokenizer was fitted on, and every id must be below
-    ``vocab_size``. ``encode_batch(texts)`` may encode many texts at once (in parallel);
-    ``fingerprint()`` names what decides the ids beyond the options and the training split.
+    ``vocab_size``, a property. ``fit(documents)`` learns from the training split, unless
+    ``load_state_dict(state)`` restores what ``state_dict()`` returned instead (a token
+    cache hit, a loaded run). ``eos_id`` (an attribute, None for none) is appended by the
+    core after every document, padded rows included; ``encode`` never adds it.
+    ``encode_batch(texts)`` may encode many texts at once (in parallel); ``fingerprint()``
+    names what decides the ids beyond the options and the training split.
     """
 
 

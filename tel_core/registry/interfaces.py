@@ -45,11 +45,15 @@ class ModelContext:
 
     d_model: int
     n_heads: int
-    n_layers: int
+    n_layers: int  # the number of blocks
     block_size: int  # the longest sequence the model will see
     dropout: float
     bias: bool  # whether linear layers carry a bias
     make_norm: Callable[[int], Any]  # builds the experiment's norm for a given width
+    #: The block an attention or feed-forward module is built for, 0 .. n_layers - 1 (a
+    #: depth-dependent component reads it: a per-layer scale, depth-muP); None where the
+    #: model builds one component for all blocks (the positional encoding) and in checks.
+    layer: int | None = None
 
     @property
     def head_dim(self) -> int:
@@ -127,11 +131,16 @@ class Optimum:
     ``val/answer_accuracy`` over the answer targets alone.
     """
 
-    #: The lowest validation loss any model can reach, in bits per token, averaged over
-    #: the targets of a validation row (early targets of a row see less context).
+    #: The lowest validation loss any model can reach, in bits per token, as the loop
+    #: computes val loss: the sum over every real target of the validation rows divided
+    #: by their number (a ratio of sums, not a mean of per-row means; with full windows
+    #: every row has the same positions, so it is also the mean over a row's positions,
+    #: whose early targets see less context). None: not known (then no
+    #: ``val/excess_bits_per_token``).
     bits_per_token: float | None = None
     #: ``answers(inputs, targets) -> bool tensor``: which targets of a (B, T) batch are
-    #: answers, scored on their own (padding is left out by the loop).
+    #: answers, scored on their own (padding is left out by the loop). None: the task has
+    #: no answer targets (then no ``val/answer_*``).
     answers: Callable[[Any, Any], Any] | None = None
 
 
@@ -166,14 +175,26 @@ class Dataset(abc.ABC):
 
 
 class Tokenizer(abc.ABC):
-    """Text to ids and back. State beyond the options lives in ``state_dict``."""
+    """Text to ids and back. State beyond the options lives in ``state_dict``.
 
-    #: An id appended after every document when documents are concatenated, if any.
+    The core builds a tokenizer from its options, then either ``fit``s it on the training
+    split or, when the token cache already holds the ids (and when ``load_run`` rebuilds
+    a trained model), restores it with ``load_state_dict`` from what ``state_dict``
+    returned; ``vocab_size`` and ``eos_id`` are read after that.
+    """
+
+    #: The end-of-document id, or None for none. Declare it as a class attribute, or set
+    #: it on the instance in ``__init__``, ``fit`` or ``load_state_dict`` (whichever
+    #: decides it). The core appends it after every document's ids, for every tokenizer
+    #: and in every batching mode (a padded row holds its document, ``eos_id``, then
+    #: padding); ``encode`` never adds it.
     eos_id: int | None = None
 
     @property
     @abc.abstractmethod
-    def vocab_size(self) -> int: ...
+    def vocab_size(self) -> int:
+        """A property (``@property def vocab_size(self) -> int``): every id, ``eos_id``
+        included, is below it. Read after ``fit`` or ``load_state_dict``."""
 
     @abc.abstractmethod
     def encode(self, text: str) -> Sequence[int]:
@@ -198,7 +219,8 @@ class Tokenizer(abc.ABC):
         return {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027
-        """Restore what ``state_dict`` returned."""
+        """Restore what ``state_dict`` returned, on a fresh instance built from the same
+        options, instead of ``fit`` (a token cache hit, ``load_run``)."""
 
     def fingerprint(self) -> str | None:
         """What decides the ids beyond the options and the training split, for the token

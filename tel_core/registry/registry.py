@@ -79,9 +79,21 @@ class Component:
 
     @property
     def doc(self) -> str:
-        """The first line of the factory's docstring."""
-        lines = (self.factory.__doc__ or "").strip().splitlines()
-        return lines[0] if lines else ""
+        """The first sentence of the factory's docstring (``tel plugins``' one-line summary)."""
+        return first_sentence(self.factory.__doc__ or "")
+
+
+def first_sentence(doc: str) -> str:
+    """The first sentence of a docstring: its first paragraph, joined into one line, up to
+    the first full stop (or ! or ?) that a capital letter follows. A stop inside the
+    sentence ("e.g. the", "1.5", "x.toml") does not end it."""
+    paragraph = inspect.cleandoc(doc).split("\n\n", 1)[0]
+    text = " ".join(line.strip() for line in paragraph.splitlines() if line.strip())
+    for i, char in enumerate(text):
+        ends = i + 1 == len(text) or (text[i + 1] == " " and text[i + 2 : i + 3].isupper())
+        if char in ".!?" and ends:
+            return text[: i + 1]
+    return text
 
 
 @attrs.frozen

@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import attrs
 import torch
 from torch import nn
 
@@ -73,7 +74,11 @@ def check_positional(
     device = torch.device(device)
 
     def build() -> Positional:
-        return s.build_a(Positional, "a subclass of tel_core.plugin.Positional", ctx).to(device)
+        # Built once for the whole model, as the core builds it: for no block in particular.
+        model_wide = attrs.evolve(ctx, layer=None)
+        return s.build_a(Positional, "a subclass of tel_core.plugin.Positional", model_wide).to(
+            device
+        )
 
     check_model_check(s, ctx)
     with s.check("builds a tel_core.plugin.Positional"):

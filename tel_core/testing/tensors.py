@@ -24,7 +24,9 @@ def model_context(**changes: Any) -> ModelContext:
     """The model shape the kit builds attention, positional and ffn components for.
 
     Small enough to check in milliseconds; pass changes for a component that needs
-    another shape, e.g. ``check_attention("x", ctx=model_context(n_heads=2))``.
+    another shape, e.g. ``check_attention("x", ctx=model_context(n_heads=2))``. Attention
+    and feed-forward modules are built for the first block (``layer=0``), as the core
+    builds them for each block; ``model_context(layer=1)`` checks the last one.
     """
     values: dict[str, Any] = {
         "d_model": 32,
@@ -34,6 +36,7 @@ def model_context(**changes: Any) -> ModelContext:
         "dropout": 0.0,
         "bias": True,
         "make_norm": lambda dim: nn.LayerNorm(dim),
+        "layer": 0,
     }
     values.update(changes)
     return ModelContext(**values)

@@ -52,7 +52,7 @@ class TinyRun:
 
 
 def train_tiny(
-    directory: Path,
+    directory: str | Path,
     *,
     steps: int = 8,
     seed: int = 0,
@@ -75,6 +75,7 @@ def train_tiny(
         raise TypeError(
             f"train_tiny() got unknown components {sorted(unknown)}; use {sorted(COMPONENT_KEYS)}"
         )
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     corpus = directory / "corpus.txt"
     corpus.write_text("".join(f"{i} {_LINE}" for i in range(60)), encoding="utf-8")

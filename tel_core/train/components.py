@@ -70,15 +70,23 @@ class Data:
 
 def build_data(experiment: Experiment, registry: Registry, world: Distributed, info: Info) -> Data:
     cfg = experiment
-    info(f"{cfg.name}: tokenizing {cfg.data.dataset.name} with {cfg.data.tokenizer.name}")
     dataset = registry.build(
         "dataset", cfg.data.dataset, DataContext(cfg.data.val_fraction, cfg.seed)
     )
     tokenizer = registry.build("tokenizer", cfg.data.tokenizer)
+    source = f"{cfg.data.dataset.name} with {cfg.data.tokenizer.name}"
     # Under torchrun one process per machine tokenizes; the others read its cache.
     with world.local_main_first():
-        progress = world.local_rank == 0
-        splits = prepare_tokens(cfg.data, dataset, tokenizer, registry, progress=progress)
+        splits = prepare_tokens(
+            cfg.data,
+            dataset,
+            tokenizer,
+            registry,
+            progress=world.local_rank == 0,
+            announce=lambda: info(f"{cfg.name}: tokenizing {source}"),
+        )
+    if splits.from_cache:
+        info(f"{cfg.name}: the tokens of {source} come from the cache {splits.cache_dir}")
     for split, tokens in (("train", splits.train), ("val", splits.val)):
         check_length(tokens, cfg.data.block_size, split, cfg.data.dataset.name)
     mode, block = cfg.data.batching, cfg.data.block_size
