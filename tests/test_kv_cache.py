@@ -87,10 +87,19 @@ def test_greedy_decoding_with_and_without_the_cache_gives_the_same_tokens(
         with_cache = generate(model, prompt, 28, temperature=0, cache=True)
         without = generate(model, prompt, 28, temperature=0, cache=False)
         assert torch.equal(with_cache, without), (attention, positional, options)
-        # And the cache's logits are the whole forward's, prefill and steps alike.
+        # And the cache's logits are the whole forward's, prefill and steps alike. In
+        # float64, with the tolerance float32 had: in float32 the two paths' orders of
+        # addition alone move a logit by up to 1.04e-5 here (manual with alibi), while
+        # eager's softmax, float32 by design, keeps its own error under 1e-6.
         idx = with_cache[:, :BLOCK]
-        got = cached_logits(model, idx, [5, 1, 4, *[1] * 6])
-        torch.testing.assert_close(got, model(idx), atol=1e-5, rtol=0)
+        model = model.double()
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)  # tensors the encodings make on the fly, too
+        try:
+            got = cached_logits(model, idx, [5, 1, 4, *[1] * 6])
+            torch.testing.assert_close(got, model(idx), atol=1e-5, rtol=0)
+        finally:
+            torch.set_default_dtype(default)
 
 
 def test_a_sliding_window_keeps_only_its_window_and_gqa_only_the_kv_heads(registry):

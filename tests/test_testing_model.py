@@ -261,7 +261,7 @@ class _OneBias(Positional):
 
 def test_a_positional_must_be_a_positional(registry):
     with pytest.raises(
-        ConformanceError, match=r"Identity; expected a subclass of tel_core\.nn\.Positional"
+        ConformanceError, match=r"Identity; expected a subclass of tel_core\.plugin\.Positional"
     ):
         check_positional(component("positional", lambda o, ctx: nn.Identity()), registry=registry)
 

@@ -111,7 +111,7 @@ def test_options_without_every_are_refused():
 
 
 def test_a_factory_that_builds_something_else_is_named():
-    with pytest.raises(ConformanceError, match=r"expected a tel_core\.probes\.Probe"):
+    with pytest.raises(ConformanceError, match=r"expected a tel_core\.plugin\.Probe"):
         check_probe(component(factory=lambda options, ctx: object()))
 
 
