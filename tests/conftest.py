@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,17 @@ TINY: dict[str, Any] = {
     "sample": {"max_new_tokens": 8},
     "loggers": [],
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Torch on one thread, in this process and in every process a test starts (tel run,
+    torchrun, a sweep's members): the tests' tiny models gain nothing from more, and
+    OpenMP threads that spin while they wait cost many-fold when other processes want
+    the cores (a busy machine, or the other worker of ``pytest -n 2``). Numbers do not
+    depend on it: every comparison in the suite is between runs under the same setting."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
