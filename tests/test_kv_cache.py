@@ -89,7 +89,7 @@ def test_greedy_decoding_with_and_without_the_cache_gives_the_same_tokens(
         # And the cache's logits are the whole forward's, prefill and steps alike.
         idx = with_cache[:, :BLOCK]
         got = cached_logits(model, idx, [5, 1, 4, *[1] * 6])
-        torch.testing.assert_close(got, model(idx), atol=1e-5, rtol=0)
+        torch.testing.assert_close(got, model(idx), atol=1e-5, rtol=1e-5)  # float32 rounding
 
 
 def test_a_sliding_window_keeps_only_its_window_and_gqa_only_the_kv_heads(registry):
