@@ -15,7 +15,7 @@ import attrs
 import pytest
 import torch
 
-from tel_core.nn import Positional, record_attention
+from tel_core.nn import record_attention
 from tel_core.testing import check_attention, model_context
 from tel_core.testing.autocast import cuda_autocast
 from tel_plugins.attention.linear import LinearAttention, LinearOptions

@@ -158,6 +158,6 @@ def test_a_run_is_used_with_its_own_precision_settings(trained, tmp_path, regist
     monkeypatch.setattr(tel_core.loading, "Precision", spy)
     loaded = tel_core.load_run(copy, "latest", registry=registry, device="cpu")
     assert loaded.precision.tf32 is False
-    (setting, device, d_model, compiled), kwargs = seen[-1]
+    (_setting, _device, d_model, _compiled), kwargs = seen[-1]
     assert d_model == loaded.experiment.model.d_model == 32 and kwargs == {"tf32": False}
     assert tel_core.load_run(trained, "latest", registry=registry, device="cpu").precision.tf32
