@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import tel_core
+import tel_core.use.load_run as load_run_module
 from tel_core.errors import TelError
 from tel_core.train.checkpoint import load_checkpoint
 from tel_core.train.experiment import experiment_from_dict
@@ -138,3 +139,26 @@ def test_tel_run_resume_takes_a_checkpoint_path(trained, tmp_path, tiny, capsys)
     snapshot = run_dir / "checkpoints" / "step_0000003.pt"
     assert main(["run", str(path), "--run-dir", str(run_dir), "--resume", str(snapshot)]) == 0
     assert "resuming after step 3" in capsys.readouterr().out
+
+
+def test_a_run_is_used_with_its_own_precision_settings(trained, tmp_path, registry, monkeypatch):
+    """eval, generate and chat compute as training did: a run trained with tf32 = false is
+    evaluated without TF32 (process-wide on CUDA), and "auto" sees the run's width."""
+    copy = shutil.copytree(trained, tmp_path / "copy")
+    config = (copy / "config.toml").read_text()
+    assert "tf32 = true" in config
+    (copy / "config.toml").write_text(config.replace("tf32 = true", "tf32 = false"))
+    seen = []
+    real = load_run_module.Precision
+
+    def spy(*args, **kwargs):
+        precision = real(*args, **kwargs)
+        seen.append((args, kwargs))
+        return precision
+
+    monkeypatch.setattr(load_run_module, "Precision", spy)
+    loaded = tel_core.load_run(copy, "latest", registry=registry, device="cpu")
+    assert loaded.precision.tf32 is False
+    (_setting, _device, d_model, _compiled), kwargs = seen[-1]
+    assert d_model == loaded.experiment.model.d_model == 32 and kwargs == {"tf32": False}
+    assert tel_core.load_run(trained, "latest", registry=registry, device="cpu").precision.tf32

@@ -109,15 +109,20 @@ class LinearAttention(MultiHeadAttention):
     ) -> torch.Tensor:
         if bias is not None:
             refuse_score_bias()
-        # Running sums over a whole sequence: keep them in float32 under bf16 autocast.
         dtype = q.dtype
-        q, k, v = feature_map(q.float()), feature_map(k.float()), v.float()
-        if self.recording:
-            weights = (q @ k.transpose(-2, -1)).masked_fill(
-                ~allowed(q.size(-2), None, q.device), 0.0
-            )
-            self.record((weights / weights.sum(dim=-1, keepdim=True)).to(dtype))
-        return linear_attention(q, k, v, self.chunk_size).to(dtype)
+        # Running sums over a whole sequence grow with its length: in float16 the
+        # denominator passes 65,504 within a block of 1024 and the output turns to 0; in
+        # bfloat16 they lose percents. So they run in float32 with autocast off: under
+        # autocast, float32 inputs alone would be cast back down by the next matmul.
+        with torch.autocast(q.device.type, enabled=False):
+            q, k, v = feature_map(q.float()), feature_map(k.float()), v.float()
+            if self.recording:
+                weights = (q @ k.transpose(-2, -1)).masked_fill(
+                    ~allowed(q.size(-2), None, q.device), 0.0
+                )
+                self.record((weights / weights.sum(dim=-1, keepdim=True)).to(dtype))
+            y = linear_attention(q, k, v, self.chunk_size)
+        return y.to(dtype)
 
     def forward_cached(
         self, x: torch.Tensor, positional: Positional, cache: LayerCache
@@ -127,16 +132,17 @@ class LinearAttention(MultiHeadAttention):
         if score_bias_at(positional, T, cache.offset) is not None:
             refuse_score_bias()
         q, k, v = self.new_heads(x, positional, cache.offset)  # k, v: (B, nkv, T, hs)
-        nkv, hs = self.n_kv_heads, self.head_dim
-        q = feature_map(q.float()).reshape(B, nkv, self.group, T, hs)  # grouped by kv head
-        k, v = feature_map(k.float()).unsqueeze(2), v.float().unsqueeze(2)  # (B, nkv, 1, T, hs)
-        if cache.state is None:
-            S, z = q.new_zeros(B, nkv, 1, hs, hs), q.new_zeros(B, nkv, 1, hs, 1)
-        else:
-            S, z = cache.state
-        y, S, z = running_linear_attention(q, k, v, S, z, self.chunk_size)
+        nkv, hs, dtype = self.n_kv_heads, self.head_dim, q.dtype
+        with torch.autocast(q.device.type, enabled=False):  # float32 sums, as in attend
+            q = feature_map(q.float()).reshape(B, nkv, self.group, T, hs)  # by kv head
+            k, v = feature_map(k.float()).unsqueeze(2), v.float().unsqueeze(2)  # (B, nkv, 1, T, hs)
+            if cache.state is None:
+                S, z = q.new_zeros(B, nkv, 1, hs, hs), q.new_zeros(B, nkv, 1, hs, 1)
+            else:
+                S, z = cache.state
+            y, S, z = running_linear_attention(q, k, v, S, z, self.chunk_size)
         cache.state = (S, z)
-        y = y.to(x.dtype).view(B, self.n_heads, T, hs)
+        y = y.to(dtype).view(B, self.n_heads, T, hs)
         return self.out(y.transpose(1, 2).contiguous().view(B, T, C))
 
 

@@ -70,12 +70,21 @@ class SoftmaxAttention(torch.autograd.Function):
         ctx.save_for_backward(q, k, v, p, dropout_mask)
         ctx.scale = scale
         ctx.bias_shape = None if bias is None else bias.shape
+        ctx.bias_dtype = None if bias is None else bias.dtype
         ctx.mark_non_differentiable(p)
         return y, p
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor, _dp_recorded: torch.Tensor | None) -> tuple:
         q, k, v, p, dropout_mask = ctx.saved_tensors
+        # Under CUDA autocast the forward's exp and sum ran in float32 (q, k, v and the
+        # output in bf16/fp16): work in the wider of the two dtypes, and hand each input
+        # its gradient in its own dtype.
+        work = torch.promote_types(p.dtype, dy.dtype)
+        dtypes = (q.dtype, k.dtype, v.dtype)
+        q, k, v, p, dy = (t.to(work) for t in (q, k, v, p, dy))
+        if dropout_mask is not None:
+            dropout_mask = dropout_mask.to(work)
         p_dropped = p if dropout_mask is None else p * dropout_mask
         dv = p_dropped.transpose(-2, -1) @ dy  # (B, nh, T, hs)
         dp = dy @ v.transpose(-2, -1)  # (B, nh, T, T)
@@ -86,7 +95,8 @@ class SoftmaxAttention(torch.autograd.Function):
         dk = ctx.scale * (ds.transpose(-2, -1) @ q)
         dbias = None
         if ctx.bias_shape is not None and ctx.needs_input_grad[3]:
-            dbias = ds.sum_to_size(ctx.bias_shape)  # undo the broadcast
+            dbias = ds.sum_to_size(ctx.bias_shape).to(ctx.bias_dtype)  # undo the broadcast
+        dq, dk, dv = (g.to(dtype) for g, dtype in zip((dq, dk, dv), dtypes, strict=True))
         return dq, dk, dv, dbias, None, None
 
 

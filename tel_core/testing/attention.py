@@ -22,6 +22,7 @@ from tel_core.model.kv_cache import KVCache, implements_cache
 from tel_core.model.nn import Positional
 from tel_core.registry.interfaces import ModelContext
 from tel_core.registry.registry import Component, Registry
+from tel_core.testing.autocast import cuda_autocast
 from tel_core.testing.subject import (
     Subject,
     check_model_check,
@@ -108,9 +109,53 @@ def check_attention(
                 f"{' (with a float32 score bias)' if isinstance(positional, _Bias) else ''}",
                 atol=BF16_RTOL,
             )
+    for dtype in (torch.bfloat16, torch.float16):
+        with s.check(f"{dtype} under CUDA autocast's rules"):
+            _cuda_rules(seeded(build), x, dtype)
     for name, positional in _positionals(s.registry, ctx, positionals):
         suffix = f" with positional {name!r}"
         attention_core(s, build, positional.to(device), ctx, device, suffix, partner=True)
+
+
+#: How far the output under autocast may stray from float32's, relative to its scale.
+AUTOCAST_RTOL = {torch.bfloat16: 5e-2, torch.float16: 1e-2}
+
+
+def _cuda_rules(module: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> None:
+    """Forward (and the KV cache) under CUDA autocast's dtype rules, emulated on the CPU,
+    then backward: what a GPU run in bf16 or fp16 does (``tel_core.testing.autocast``)."""
+    module.eval()
+    reference = module(x, Positional()).detach()
+    inputs = x.clone().requires_grad_()
+    with cuda_autocast(dtype):
+        out = module(inputs, Positional())
+    if not torch.isfinite(out).all():
+        fail(f"non-finite output under {dtype} autocast")
+    error = max_diff(out.float(), reference) / reference.abs().max().item()
+    if error > AUTOCAST_RTOL[dtype]:
+        fail(
+            f"under {dtype} autocast the output strays from float32 by {error:.2g} of its "
+            f"scale: keep sums and running statistics out of autocast, in float32"
+        )
+    try:
+        out.float().square().mean().backward()
+    except RuntimeError as exc:
+        fail(
+            f"backward under {dtype} autocast failed: {exc}. CUDA autocast runs exp, sum, "
+            f"softmax... in float32: a hand-written backward must accept gradients and saved "
+            f"tensors of different dtypes (cast them, or run the Function in float32)"
+        )
+    expect_gradients(module, inputs)
+    if implements_cache(module):
+        with torch.no_grad(), cuda_autocast(dtype):
+            cache, pieces = KVCache(1), []
+            for start, end in itertools.pairwise(sorted({0, x.size(1) // 2, x.size(1)})):
+                pieces.append(module.forward_cached(x[:, start:end], Positional(), cache.layers[0]))
+                cache.advance(end - start)
+            cached = torch.cat(pieces, dim=1).float()
+        error = max_diff(cached, out.detach().float()) / reference.abs().max().item()
+        if error > AUTOCAST_RTOL[dtype]:
+            fail(f"under {dtype} autocast forward_cached strays from forward by {error:.2g}")
 
 
 def attention_core(

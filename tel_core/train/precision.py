@@ -129,6 +129,8 @@ class Precision:
             else f'precision = "{setting}"'
         )
         self.device = device
+        #: Whether float32 matmuls and convolutions may use TF32 (on CUDA; a CPU has none).
+        self.tf32 = tf32
         if device.type == "cuda":  # process-wide: the fp32 matmuls of everything here
             torch.set_float32_matmul_precision("high" if tf32 else "highest")
             torch.backends.cudnn.allow_tf32 = tf32

@@ -360,10 +360,15 @@ def _loaded(
     registry: Registry,
 ) -> LoadedRun:
     device = device if isinstance(device, torch.device) else resolve_device(device)
+    # The run's own precision settings, so that evaluating it reproduces what training
+    # logged: the auto rule sees the same width and compile setting, and a run trained
+    # with tf32 = false is evaluated without TF32 (the setting is process-wide).
+    train = experiment.train
+    shape = (experiment.model.d_model, train.compile)
     try:
-        precision = Precision(experiment.train.precision, device)
+        precision = Precision(train.precision, device, *shape, tf32=train.tf32)
     except ConfigError:  # fp16 training on a GPU, used here on a CPU: compute in float32
-        precision = Precision("fp32", device)
+        precision = Precision("fp32", device, *shape, tf32=train.tf32)
     return LoadedRun(
         run_dir,
         experiment,
