@@ -18,8 +18,8 @@ import attrs
 import numpy as np
 
 from tel_core import ui
-from tel_core.config.schema import Experiment, Selection
 from tel_core.config.loader import options_from_dict
+from tel_core.config.schema import Experiment, Selection
 from tel_core.data.token_cache import prepare_tokens
 from tel_core.registry.interfaces import DataContext, Document, parts
 from tel_core.registry.registry import Registry, default_registry

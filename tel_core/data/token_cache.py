@@ -28,8 +28,6 @@ import numpy as np
 
 from tel_core.config.schema import DataConfig
 from tel_core.config.serialise import to_dict
-from tel_core.errors import TelError
-from tel_core.registry.interfaces import Dataset, Document, Tokenizer, document_text
 from tel_core.data.token_stream import (
     CHUNK_CHARS,
     SplitStats,
@@ -39,6 +37,8 @@ from tel_core.data.token_stream import (
     token_dtype,
     tokenize_split,
 )
+from tel_core.errors import TelError
+from tel_core.registry.interfaces import Dataset, Document, Tokenizer, document_text
 
 CACHE_FORMAT = 3  # bump when the layout of cached token files changes
 SPLITS = ("train", "val")
@@ -141,9 +141,9 @@ def prepare_tokens(
     called just before tokenizing, and not at all when the cache holds the tokens.
     """
     key = cache_key(cfg, dataset, tokenizer, registry)
-    if key is None or not (cache_dir(key) / "key.json").is_file():
-        if announce is not None:
-            announce()
+    cached = key is not None and (cache_dir(key) / "key.json").is_file()
+    if announce is not None and not cached:
+        announce()
     if key is None:
         scratch = cache_root() / "tokens"
         scratch.mkdir(parents=True, exist_ok=True)
