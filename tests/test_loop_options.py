@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import tel_core.train.loop
+import tel_core.train.loss
 import tel_core.train.precision
 from tel_core.config.schema import TrainConfig
 from tel_core.errors import ConfigError
@@ -129,14 +130,14 @@ def fp16_on_cpu(monkeypatch):
 def scale_the_loss_at(monkeypatch, step: int, factor: float) -> None:
     """Multiply the loss of one step (one micro-batch each here) by ``factor``."""
     calls = {"n": 0}
-    real = tel_core.train.loop.step_loss
+    real = tel_core.train.loss.step_loss
 
     def step_loss(*args, **kwargs):
         calls["n"] += 1
         loss = real(*args, **kwargs)
         return loss * factor if calls["n"] == step else loss
 
-    monkeypatch.setattr(tel_core.train.loop, "step_loss", step_loss)
+    monkeypatch.setattr(tel_core.train.loss, "step_loss", step_loss)
 
 
 def scaler_state(run_dir, name="latest.pt"):

@@ -218,3 +218,40 @@ def test_each_block_is_built_knowing_its_index_and_the_depth(registry, tiny):
     # The positional encoding serves every block, and checks judge the whole model.
     assert ("positional", None, 3) in plugin.seen
     assert all(layer is None for kind, layer, _ in plugin.seen if kind == "check")
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_a_padded_vocabulary_never_shows_in_the_logits(registry, tiny, tied):
+    """vocab_multiple rounds the embedding's and the head's rows up (50 -> 64); the padded
+    rows' logits are cut off, so the model computes what the unpadded one computes and
+    the padded rows get no gradient at all."""
+    plain = tiny_model(registry, tiny, tie_embeddings=tied).eval()
+    padded = tiny_model(registry, tiny, tie_embeddings=tied, vocab_multiple=64).eval()
+    assert padded.token_embedding.weight.shape[0] == padded.padded_vocab_size == 64
+    assert padded.lm_head.weight.shape[0] == 64 and padded.vocab_size == VOCAB
+    state = {k: v.clone() for k, v in plain.state_dict().items()}
+    for name in ("token_embedding.weight", "lm_head.weight"):  # real rows, then noise
+        state[name] = torch.cat([state[name], torch.randn(64 - VOCAB, state[name].size(1))])
+    padded.load_state_dict(state)
+    idx = torch.randint(VOCAB, (2, BLOCK))
+    assert padded(idx).shape == (2, BLOCK, VOCAB)
+    assert torch.equal(padded(idx), plain(idx))
+    cache = padded.new_cache()
+    assert torch.equal(
+        padded.forward_cached(idx, cache), plain.forward_cached(idx, plain.new_cache())
+    )
+    padded.train()
+    torch.nn.functional.cross_entropy(padded(idx).flatten(0, 1), idx.flatten()).backward()
+    for name in ("token_embedding", "lm_head"):
+        grad = getattr(padded, name).weight.grad
+        assert grad[VOCAB:].abs().max() == 0 and grad[:VOCAB].abs().max() > 0, name
+
+
+def test_vocab_multiple_of_one_changes_nothing(registry, tiny):
+    plain = tiny_model(registry, tiny)
+    same = tiny_model(registry, tiny, vocab_multiple=1)
+    assert plain.padded_vocab_size == VOCAB
+    for (name, a), (_, b) in zip(
+        plain.state_dict().items(), same.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name

@@ -11,7 +11,7 @@ import attrs
 import pytest
 import torch
 
-import tel_core.train.loop
+import tel_core.train.loss
 from tel_core import hookimpl
 from tel_core.analysis.runs import load_run
 from tel_core.errors import ConfigError, TelError
@@ -132,14 +132,14 @@ def test_resume_needs_a_checkpoint_and_steps_left(tmp_path, registry, tiny):
 def poison_the_loss_at(monkeypatch, steps: set[int]) -> None:
     """The loss of the given steps becomes NaN (each step is one micro-batch here)."""
     calls = {"n": 0}
-    real = tel_core.train.loop.step_loss
+    real = tel_core.train.loss.step_loss
 
     def step_loss(*args, **kwargs):
         calls["n"] += 1
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] in steps else loss
 
-    monkeypatch.setattr(tel_core.train.loop, "step_loss", step_loss)
+    monkeypatch.setattr(tel_core.train.loss, "step_loss", step_loss)
 
 
 def test_a_nonfinite_loss_stops_the_run_and_keeps_the_good_checkpoint(

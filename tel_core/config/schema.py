@@ -61,6 +61,11 @@ class ModelConfig:
     bias: bool = True  # biases in linear layers
     tie_embeddings: bool = True  # the LM head shares the token embedding's weights
     norm_placement: Literal["pre", "post", "sandwich"] = "pre"
+    #: Round the embedding's and the LM head's rows up to a multiple of this: 64 on a GPU
+    #: (GPT-2's 50,257 becomes 50,304) gives the LM head's matrix multiplies aligned
+    #: shapes and tensor-core kernels. The extra rows' logits are cut off before the loss
+    #: and sampling, so no padded token is ever predicted. 1: no padding.
+    vocab_multiple: int = attrs.field(default=1, validator=_positive)
     attention: Selection = component("attention", default="causal")
     positional: Selection = component("positional", default="learned")
     norm: Selection = component("norm", default="layernorm")

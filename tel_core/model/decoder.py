@@ -131,15 +131,17 @@ class LanguageModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.vocab_size = vocab_size
+        #: Rows of the embedding and the LM head: vocab_size rounded up to vocab_multiple.
+        self.padded_vocab_size = -(-vocab_size // cfg.vocab_multiple) * cfg.vocab_multiple
         self.block_size = block_size
-        self.token_embedding = nn.Embedding(vocab_size, cfg.d_model)
+        self.token_embedding = nn.Embedding(self.padded_vocab_size, cfg.d_model)
         self.positional = parts.positional()
         self.dropout = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, parts, i) for i in range(cfg.n_layers))
         # Post-LN blocks already end in a norm; a second one in a row would add nothing.
         post = cfg.norm_placement == "post"
         self.final_norm = nn.Identity() if post else parts.norm(cfg.d_model)
-        self.lm_head = nn.Linear(cfg.d_model, vocab_size, bias=False)
+        self.lm_head = nn.Linear(cfg.d_model, self.padded_vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.token_embedding.weight
         #: Recompute each block's activations during the backward pass instead of keeping
@@ -173,7 +175,15 @@ class LanguageModel(nn.Module):
                 x = checkpoint(block, x, self.positional, use_reentrant=False)
             else:
                 x = block(x, self.positional)
-        return self.lm_head(self.final_norm(x))
+        return self.logits(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's output (B, T, C) -> logits (B, T, vocab_size): the final norm,
+        the LM head, and the padded rows' logits cut off (a view: nothing is copied)."""
+        logits = self.lm_head(self.final_norm(x))
+        if self.padded_vocab_size != self.vocab_size:
+            logits = logits[..., : self.vocab_size]
+        return logits
 
     def new_cache(self) -> KVCache:
         """An empty KV cache for ``forward_cached``: one layer cache per block."""
@@ -194,7 +204,7 @@ class LanguageModel(nn.Module):
         for block, layer in zip(self.blocks, cache.layers, strict=True):
             x = block(x, self.positional, layer)
         cache.advance(idx.size(1))
-        return self.lm_head(self.final_norm(x))
+        return self.logits(x)
 
     def num_parameters(self) -> int:
         """Trainable parameters, a tied embedding counted once."""

@@ -36,6 +36,7 @@ from tel_core.registry.interfaces import (
 from tel_core.registry.registry import Registry
 from tel_core.train.device import compile_model
 from tel_core.train.distributed import Distributed
+from tel_core.train.loss import ModelLoss
 from tel_core.train.precision import Precision, native_bf16
 from tel_core.train.scoring import target_bytes
 
@@ -109,6 +110,7 @@ def build_training_model(
     experiment: Experiment,
     vocab_size: int,
     device: torch.device,
+    precision: Precision,
     world: Distributed,
     registry: Registry,
     info: Info,
@@ -117,7 +119,8 @@ def build_training_model(
 
     The plain module serves evaluation, sampling and checkpoints; the DDP module averages
     gradients across processes (it is the model in a world of one); the training step
-    calls the DDP module, compiled if ``[train] compile``.
+    calls ``ModelLoss`` over the DDP module (forward under autocast, then the loss),
+    compiled if ``[train] compile``.
     """
     cfg, train = experiment, experiment.train
     model = build_model(cfg.model, vocab_size, cfg.data.block_size, registry).to(device)
@@ -127,7 +130,8 @@ def build_training_model(
         # them all from rank 0's); from here on, each draws its own dropout masks.
         torch.manual_seed(cfg.seed + world.rank)
     ddp = world.wrap(model, device)
-    train_model = compile_model(ddp, device, info) if train.compile else ddp
+    step = ModelLoss(ddp, device.type, precision.dtype)
+    train_model = compile_model(step, device, info) if train.compile else step
     return model, ddp, train_model
 
 

@@ -47,7 +47,6 @@ from tel_core.train import components
 from tel_core.train.checkpoint import Checkpoints, Progress
 from tel_core.train.device import resolve_device
 from tel_core.train.distributed import Distributed
-from tel_core.train.loss import step_loss
 from tel_core.train.metrics import Meter, StepResult, train_metrics
 from tel_core.train.mfu import device_peak
 from tel_core.train.rng import seed_everything
@@ -123,9 +122,8 @@ class Trainer:
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             with self.world.no_sync(self.ddp, sync=i == len(pieces) - 1):
-                with self.precision.autocast():
-                    logits = self.train_model(x)
-                loss = step_loss(logits, y, reduction, batch.total_tokens, batch.total_rows)
+                # the forward pass under autocast and this micro-batch's share of the loss
+                loss = self.train_model(x, y, reduction, batch.total_tokens, batch.total_rows)
                 # DDP averages gradients over the processes, but each process's loss is
                 # already its share of the whole step's: scale back up so they add up.
                 self.precision.backward(loss * self.world.world_size)
@@ -314,7 +312,7 @@ class Trainer:
         self.data = components.build_data(exp, registry, world, self.info)
         self.tokenizer, self.sampler = self.data.tokenizer, self.data.sampler
         self.model, self.ddp, self.train_model = components.build_training_model(
-            exp, self.tokenizer.vocab_size, self.device, world, registry, self.info
+            exp, self.tokenizer.vocab_size, self.device, self.precision, world, registry, self.info
         )
         self.flops_per_token = self.model.flops_per_token()
         self.optimizer, self.lr_at, self.lr_scale = components.build_optimizer(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from tel_core.data.batching import IGNORE_INDEX
 
@@ -55,3 +56,31 @@ def step_loss(
         return losses.sum() / total_tokens
     per_sequence = losses.sum(dim=1) / real_tokens(targets).clamp_min(1)
     return per_sequence.sum() / total_rows
+
+
+class ModelLoss(nn.Module):
+    """The model's forward pass (under autocast) and the micro-batch's share of the step's
+    loss, as one module: what the training step calls, and what ``compile = true``
+    compiles. Compiled together, the logits' float32 copy and the cross-entropy fuse into
+    the kernels around them instead of writing (B, T, vocab) float32 logits to memory and
+    reading them back (on GPT-2 small's shape, 10 of 47 ms a step on an H200 before).
+    Uncompiled it computes exactly what the two calls did one after the other.
+    """
+
+    def __init__(self, model: nn.Module, device_type: str, dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.model = model
+        self.device_type = device_type
+        self.dtype = dtype  # the autocast dtype; None: no autocast (fp32)
+
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        reduction: str,
+        total_tokens: int,
+        total_rows: int,
+    ) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None):
+            logits = self.model(inputs)
+        return step_loss(logits, targets, reduction, total_tokens, total_rows)

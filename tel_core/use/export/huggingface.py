@@ -51,6 +51,9 @@ def _export_hf(loaded: LoadedRun, out_dir: Path) -> ExportResult:
             f"Face counterpart (it does not implement to_huggingface())"
         )
     weights = {k: v.detach().float().cpu() for k, v in loaded.model.state_dict().items()}
+    vocab = loaded.model.vocab_size
+    for name in ("token_embedding.weight", "lm_head.weight"):  # the vocab_multiple padding
+        weights[name] = weights[name][:vocab]
     build, convert = (
         (_gpt2_model, _gpt2_weights)
         if architecture == "GPT2LMHeadModel"
